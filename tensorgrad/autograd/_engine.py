@@ -1,0 +1,194 @@
+"""The backward walk: reverse topological order over the recorded graph, without recursion.
+
+An iterative depth-first pass counts, for each node, how many consumers will send it a
+gradient. A node is ready when that count reaches zero; ready nodes run newest first (a heap on
+the sequence number), which makes the order, and so the floating-point sums, deterministic.
+Pending gradients live in a dict keyed by node and are dropped as soon as the node has run.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any, Sequence
+
+from .._tensor import Tensor
+from ._grad_mode import anomaly_enabled, grad_enabled
+from ._op import _FREED_MESSAGE, Op, _check_finite
+
+
+def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: bool,
+                 create_graph: bool, capture: dict[Any, Any] | None = None) -> None:
+    """Send root_grads back from roots. With `capture` (tg.grad), the gradients reaching the
+    keys (leaf tensors by id, non-leaf tensors by (node, output index)) are stored there and no
+    leaf's .grad is touched; otherwise every leaf that requires grad accumulates into .grad."""
+    token = grad_enabled.set(create_graph)
+    try:
+        _walk(roots, root_grads, retain_graph, create_graph, capture)
+    finally:
+        grad_enabled.reset(token)
+
+
+def _walk(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: bool,
+          create_graph: bool, capture: dict[Any, Any] | None) -> None:
+    dependencies: dict[Op, int] = {}
+    pending: dict[Op, list[Any]] = {}
+    handed_out: set[int] = set()  # ids of arrays already stored as some leaf's .grad
+    keep_alive: list[Any] = []     # keeps those ids from being reused during the walk
+
+    starts = []
+    for root, grad in zip(roots, root_grads):
+        node = root._grad_fn
+        if node is None:
+            _to_leaf(root, grad, create_graph, capture, handed_out, keep_alive)
+            continue
+        if node not in pending:
+            pending[node] = [None] * _n_outputs(node)
+            starts.append(node)
+        _add_pending(pending[node], root._out_idx, grad)
+
+    stack = list(starts)
+    visited = set(starts)
+    while stack:
+        node = stack.pop()
+        if node.freed:
+            raise RuntimeError(_FREED_MESSAGE.format(op=node.name()))
+        for parent in node.parents:
+            if parent is None or isinstance(parent, Tensor):
+                continue
+            dependencies[parent] = dependencies.get(parent, 0) + 1
+            if parent not in visited:
+                visited.add(parent)
+                stack.append(parent)
+
+    ready = [(-node.seq, node) for node in starts if node not in dependencies]
+    heapq.heapify(ready)
+    anomaly = anomaly_enabled.get()
+    while ready:
+        _, node = heapq.heappop(ready)
+        grads_out = pending.pop(node)
+        if node.hooks:
+            for index, hook in list(node.hooks):
+                if grads_out[index] is not None:
+                    replaced = hook(grads_out[index])
+                    if replaced is not None:
+                        grads_out[index] = replaced
+        if capture is not None:
+            for index, g in enumerate(grads_out):
+                if (node, index) in capture:
+                    capture[(node, index)] = g
+        grads_in = _call_backward(node, grads_out)
+        if anomaly:
+            for i, g in enumerate(grads_in):
+                if g is not None:
+                    _check_finite(node, g._data, f"gradient for input {i}")
+        if not retain_graph:
+            node.saved = None
+            node.freed = True
+        for parent, index, g in zip(node.parents, node.parent_idx, grads_in):
+            if parent is None:
+                continue
+            if isinstance(parent, Tensor):
+                if g is not None:
+                    _to_leaf(parent, g, create_graph, capture, handed_out, keep_alive)
+                continue
+            if g is not None:
+                slots = pending.get(parent)
+                if slots is None:
+                    slots = pending[parent] = [None] * _n_outputs(parent)
+                _add_pending(slots, index, g)
+            dependencies[parent] -= 1
+            if dependencies[parent] == 0:
+                if parent in pending:
+                    heapq.heappush(ready, (-parent.seq, parent))
+                else:  # no gradient reached it (all None): its own parents still count down
+                    _release(parent, dependencies, pending, ready)
+
+
+def _release(node: Op, dependencies: dict[Op, int], pending: dict[Op, list[Any]],
+             ready: list[Any]) -> None:
+    """A node that received only None gradients sends none either, but its parents' counts
+    must still drop so that their other consumers' gradients are delivered."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        for parent in current.parents:
+            if parent is None or isinstance(parent, Tensor):
+                continue
+            dependencies[parent] -= 1
+            if dependencies[parent] == 0:
+                if parent in pending:
+                    heapq.heappush(ready, (-parent.seq, parent))
+                else:
+                    stack.append(parent)
+
+
+def _n_outputs(node: Op) -> int:
+    return 1 if node.out_meta is None else len(node.out_meta)
+
+
+def _add_pending(slots: list[Any], index: int, g: Tensor) -> None:
+    # Out of place: the same gradient Tensor may also be held by another input's slot.
+    slots[index] = g if slots[index] is None else slots[index] + g
+
+
+def _call_backward(node: Op, grads_out: list[Any]) -> tuple[Any, ...]:
+    if node.out_meta is not None:  # multi-output op: outputs nobody used get zero gradients
+        for k, (shape, dtype) in enumerate(node.out_meta):
+            if grads_out[k] is None:
+                grads_out[k] = Tensor._make(node.xp.zeros(shape, dtype), node.backend)
+    grads_in = node.backward(node, *grads_out)
+    if not isinstance(grads_in, tuple):
+        grads_in = (grads_in,)
+    if len(grads_in) != len(node.parents):
+        raise RuntimeError(f"{node.name()} returned {len(grads_in)} gradients for "
+                           f"{len(node.parents)} inputs")
+    checked = []
+    for i, (g, meta) in enumerate(zip(grads_in, node.in_meta)):
+        if g is None or meta is None:
+            checked.append(None)
+            continue
+        shape, dtype = meta
+        if not isinstance(g, Tensor):
+            raise TypeError(f"{node.name()} returned a {type(g).__name__} as the gradient of "
+                            f"input {i}; expected a Tensor")
+        if g._data.shape != shape:
+            raise RuntimeError(f"{node.name()} returned a gradient of shape {g._data.shape} for "
+                               f"input {i} of shape {shape}")
+        if g._backend is not node.backend:
+            raise RuntimeError(f"{node.name()} returned a gradient on {g._backend.device} for "
+                               f"input {i} on {node.backend.device}")
+        if g._data.dtype != dtype:
+            g = g.to(dtype=dtype)
+        checked.append(g)
+    return tuple(checked)
+
+
+def _to_leaf(leaf: Tensor, g: Tensor, create_graph: bool, capture: dict[Any, Any] | None,
+             handed_out: set[int], keep_alive: list[Any]) -> None:
+    if leaf._hooks:
+        for hook in list(leaf._hooks):
+            replaced = hook(g)
+            if replaced is not None:
+                g = replaced
+    if capture is not None:
+        key = id(leaf)
+        if key in capture:
+            capture[key] = g if capture[key] is None else capture[key] + g
+        return
+    if not leaf._requires_grad:
+        return
+    if leaf.grad is not None:
+        total = leaf.grad + g
+        leaf.grad = total if create_graph else total.detach()
+        return
+    if create_graph:
+        leaf.grad = g
+        return
+    data = g._data
+    # .grad must own its memory: users and optimizers change it in place, and one gradient
+    # array may reach two leaves (a + b) or be a view of another leaf's (a + b.T).
+    if data.base is not None or id(data) in handed_out:
+        data = data.copy()
+    handed_out.add(id(data))
+    keep_alive.append(data)
+    leaf.grad = Tensor._make(data, leaf._backend)

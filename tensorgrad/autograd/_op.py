@@ -1,0 +1,221 @@
+"""The Op base class: an op's forward and backward, and the tape node it records.
+
+An op instance *is* its node (and its `ctx`): it holds the parents it sends gradients to, which
+inputs need a gradient, the arrays backward needs (with the versions they had when saved), a
+sequence number for the backward order, and the backend. Nothing in this file knows any
+particular op; nothing here imports NumPy or CuPy directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import traceback
+from typing import Any
+
+import numpy as np
+
+from .._device import DeviceMismatchError
+from .._tensor import Tensor
+from ._grad_mode import anomaly_enabled, grad_enabled
+
+_seq = itertools.count()
+
+_FREED_MESSAGE = (
+    "Trying to backward through the graph a second time (or to read saved tensors after they "
+    "were freed): {op} already ran its backward and its saved arrays were freed. Pass "
+    "retain_graph=True to the first backward() or tg.grad() call if you need to backward "
+    "through the graph again.")
+
+
+class Op:
+    """Base of every recorded operation.
+
+    Subclasses define `forward(ctx, *arrays, **params) -> array | tuple[array, ...]` on raw
+    arrays of one device, and `backward(ctx, *grad_outputs) -> grad | tuple[grad, ...]` on
+    Tensors (so that create_graph records it), one gradient or None per input, each of the
+    input's shape. Inputs that are not Tensors (Python scalars) pass through to forward as
+    they are and get no gradient.
+    """
+
+    __slots__ = ("parents", "parent_idx", "needs_input_grad", "saved", "seq", "backend", "xp",
+                 "kernels", "in_meta", "out_meta", "hooks", "freed", "trace", "__weakref__")
+
+    # True when the output is a view of input 0: the two then share one version counter.
+    is_view = False
+    # True for ops whose output lives on another device (ctx.out_backend, set by forward).
+    changes_device = False
+
+    @classmethod
+    def apply(cls, *inputs: Any, **params: Any) -> Any:
+        backend = None
+        record = False
+        for x in inputs:
+            if isinstance(x, Tensor):
+                if backend is None:
+                    backend = x._backend
+                elif x._backend is not backend:
+                    raise DeviceMismatchError(
+                        f"{cls.__name__}: expected all tensors on one device, got "
+                        f"{backend.device} and {x._backend.device}; move one with .to(device)")
+                if x._requires_grad:
+                    record = True
+        if backend is None:
+            raise TypeError(f"{cls.__name__} needs at least one Tensor input")
+        record = record and grad_enabled.get()
+        ctx = cls.__new__(cls)
+        ctx.backend = backend
+        ctx.xp = backend.xp
+        ctx.kernels = backend.kernels
+        ctx.saved = ()
+        arrays = [x._data if isinstance(x, Tensor) else x for x in inputs]
+        device_ctx = backend.enter()
+        if device_ctx is None:
+            out = cls.forward(ctx, *arrays, **params)
+        else:
+            with device_ctx:
+                out = cls.forward(ctx, *arrays, **params)
+        multi = isinstance(out, tuple)
+        outs = out if multi else (out,)
+        outs = tuple(np.asarray(y) if isinstance(y, np.generic) else y for y in outs)
+        if cls.changes_device:
+            backend = ctx.out_backend
+        if not record:
+            ctx.saved = None
+            tensors = tuple(Tensor._make(y, backend) for y in outs)
+            return tensors if multi else tensors[0]
+
+        parents = []
+        parent_idx = []
+        needs = []
+        for x in inputs:
+            if isinstance(x, Tensor) and x._requires_grad:
+                needs.append(True)
+                if x._grad_fn is None:
+                    parents.append(x)
+                    parent_idx.append(0)
+                else:
+                    parents.append(x._grad_fn)
+                    parent_idx.append(x._out_idx)
+            else:
+                needs.append(False)
+                parents.append(None)
+                parent_idx.append(0)
+        ctx.parents = tuple(parents)
+        ctx.parent_idx = tuple(parent_idx)
+        ctx.needs_input_grad = tuple(needs)
+        ctx.in_meta = tuple((x._data.shape, x._data.dtype) if n else None
+                            for x, n in zip(inputs, needs))
+        ctx.out_meta = tuple((y.shape, y.dtype) for y in outs) if multi else None
+        ctx.seq = next(_seq)
+        ctx.hooks = None
+        ctx.freed = False
+        tensors = tuple(Tensor._make(y, backend, True, ctx, k) for k, y in enumerate(outs))
+        if cls.is_view and isinstance(inputs[0], Tensor):
+            tensors[0]._version = inputs[0]._version
+        if ctx.saved:
+            ctx.saved = _describe_saved(ctx.saved, inputs, arrays, outs, tensors)
+        if anomaly_enabled.get():
+            ctx.trace = "".join(traceback.format_stack()[:-2])
+            for k, y in enumerate(outs):
+                _check_finite(ctx, y, f"forward output {k}")
+        return tensors if multi else tensors[0]
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        """Keep what backward needs (arrays, or other values), and nothing else."""
+        self.saved = arrays
+
+    @property
+    def saved_tensors(self) -> tuple[Any, ...]:
+        """The saved values as Tensors, checked against in-place changes since they were saved."""
+        if self.saved is None:
+            raise RuntimeError(_FREED_MESSAGE.format(op=self.name()))
+        result = []
+        for kind, index, value, version, seen in self.saved:
+            if version is not None and version[0] != seen:
+                what = "output" if kind == "out" else "input"
+                raise RuntimeError(
+                    f"one of the tensors needed for gradient computation was modified in place: "
+                    f"{what} {index} saved by {self.name()} is at version {version[0]}, expected "
+                    f"version {seen}. Change a .clone() of it instead of the tensor itself.")
+            if kind == "out":
+                result.append(Tensor._make(value, self.backend, True, self, index, version))
+            elif kind == "in":
+                parent = self.parents[index]
+                if parent is None:
+                    result.append(Tensor._make(value, self.backend, False, None, 0, version))
+                elif isinstance(parent, Tensor):
+                    result.append(parent)
+                else:
+                    result.append(Tensor._make(value, self.backend, True, parent,
+                                               self.parent_idx[index], version))
+            elif kind == "array":
+                result.append(Tensor._make(value, self.backend))
+            else:
+                result.append(value)
+        return tuple(result)
+
+    def register_hook(self, index: int, fn: Any) -> Any:
+        if self.hooks is None:
+            self.hooks = []
+        entry = (index, fn)
+        self.hooks.append(entry)
+        return _RemovableHandle(self.hooks, entry)
+
+    @classmethod
+    def name(cls) -> str:
+        return f"{cls.__name__}Backward"
+
+    def __repr__(self) -> str:
+        return f"<{self.name()}>"
+
+    def next_functions(self) -> tuple[Any, ...]:
+        """(parent, output index) per input, as torch's grad_fn.next_functions."""
+        return tuple(zip(self.parents, self.parent_idx))
+
+
+class _RemovableHandle:
+    """What register_hook returns: `.remove()` takes the hook off again."""
+
+    __slots__ = ("_hooks", "_entry")
+
+    def __init__(self, hooks: list[Any], entry: Any) -> None:
+        self._hooks, self._entry = hooks, entry
+
+    def remove(self) -> None:
+        if self._entry in self._hooks:
+            self._hooks.remove(self._entry)
+
+
+def _describe_saved(saved: tuple[Any, ...], inputs: tuple[Any, ...], arrays: list[Any],
+                    outs: tuple[Any, ...], tensors: tuple[Tensor, ...]) -> tuple[Any, ...]:
+    """Match each saved value to an input or output by identity and note its version, so an
+    in-place change before backward is caught. Outputs are kept as arrays, not Tensors: a
+    node holding its own output Tensor would make a reference cycle."""
+    described = []
+    for value in saved:
+        entry = None
+        for k, y in enumerate(outs):
+            if value is y:
+                version = tensors[k]._version
+                entry = ("out", k, value, version, version[0])
+                break
+        else:
+            for i, a in enumerate(arrays):
+                if value is a and isinstance(inputs[i], Tensor):
+                    version = inputs[i]._version
+                    entry = ("in", i, value, version, version[0])
+                    break
+        if entry is None:
+            is_array = isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__")
+            kind = "array" if is_array else "value"
+            entry = (kind, 0, value, None, 0)
+        described.append(entry)
+    return tuple(described)
+
+
+def _check_finite(node: Op, array: Any, what: str) -> None:
+    if getattr(array, "dtype", None) is None or array.dtype.kind != "f":
+        return
+    if not bool(node.xp.isfinite(array).all()):
+        raise FloatingPointError(
+            f"{node.name()}: {what} contains NaN or Inf. The op was created at:\n{node.trace}")

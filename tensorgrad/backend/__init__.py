@@ -1,0 +1,70 @@
+"""Backends: one object per device that tells ops which array module and kernels to use.
+
+`get_backend(device)` is the only way ops reach NumPy or CuPy; only this package imports CuPy,
+and only when a CUDA device is first asked for.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from .._device import Device, DeviceUnavailableError
+
+
+class Backend:
+    """What an op needs to know about a device: its array module and its kernels."""
+
+    __slots__ = ("device", "xp", "kernels")
+
+    def asarray(self, data: Any, dtype: Any = None) -> Any:
+        """Host data or an array (of any device) as an array on this device."""
+        raise NotImplementedError
+
+    def to_numpy(self, array: Any) -> Any:
+        raise NotImplementedError
+
+    def enter(self) -> Any:
+        """A context manager that makes this device current, or None when it already is."""
+        return None
+
+    def synchronize(self) -> None:
+        pass
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        return self.xp.matmul(a, b)
+
+    def scatter_add(self, target: Any, index: Any, values: Any) -> None:
+        """target[index] += values, adding once per occurrence of a repeated index."""
+        raise NotImplementedError
+
+    def manual_seed(self, seed: int) -> None:
+        raise NotImplementedError
+
+    def random(self) -> Any:
+        """This device's random generator (NumPy's or CuPy's Generator API)."""
+        raise NotImplementedError
+
+
+@functools.cache
+def cuda_unusable_reason() -> str | None:
+    """Why CUDA cannot be used here, or None when it can."""
+    from ._cuda import probe
+
+    return probe()
+
+
+@functools.cache
+def get_backend(device: Device) -> Backend:
+    if device.type == "cpu":
+        from ._cpu import CpuBackend
+
+        return CpuBackend(device)
+    reason = cuda_unusable_reason()
+    if reason is not None:
+        raise DeviceUnavailableError(
+            f"CUDA device {device} is not usable: {reason}. "
+            "Use device='cpu', or device='auto' to fall back to the CPU when CUDA is unusable.")
+    from ._cuda import CudaBackend
+
+    return CudaBackend(device)

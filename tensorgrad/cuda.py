@@ -1,0 +1,24 @@
+"""tg.cuda: is CUDA usable, how many GPUs, synchronize."""
+
+from __future__ import annotations
+
+from ._device import Device
+from .backend import cuda_unusable_reason, get_backend
+
+
+def is_available() -> bool:
+    """Whether CuPy and a GPU are usable here (the reason, if not, is in
+    `python -m tensorgrad info` and in the error that device="cuda" raises)."""
+    return cuda_unusable_reason() is None
+
+
+def device_count() -> int:
+    """Number of usable GPUs (0 where CUDA is unusable)."""
+    if not is_available():
+        return 0
+    return get_backend(Device("cuda")).device_count()
+
+
+def synchronize(device: str | Device | None = None) -> None:
+    """Wait for all work queued on a GPU (the current one by default) to finish."""
+    get_backend(Device("cuda" if device is None else device)).synchronize()

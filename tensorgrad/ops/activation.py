@@ -1,0 +1,340 @@
+"""Activations on the fused kernels (relu leaky_relu elu gelu silu sigmoid tanh softplus), and
+softmax / log_softmax.
+
+Each activation's forward and backward is one kernel call (`<key>_fwd`, `<key>_bwd` of the
+backend's kernels), one pass over memory. The backward is an op of its own, ActivationGrad, so
+that create_graph records it and second derivatives work; each activation states its first and
+second derivative as Tensor expressions next to its forward, in terms of what backward saved
+(the output y where that is cheaper, else the input x).
+"""
+
+from __future__ import annotations
+
+import math as _pymath
+from typing import Any
+
+from .._tensor import Tensor
+from ..autograd._op import Op
+from . import arithmetic as ar
+from ._broadcast import normalize_dim
+from .reduction import logsumexp
+from .reduction import sum as _sum
+
+
+class Activation(Op):
+    """Base of the fused activations: `key` names the kernels, `from_output` says whether
+    backward reads the output (True) or the input (False). `params` are the activation's
+    scalar arguments, passed to both kernels after the arrays."""
+
+    key = ""
+    from_output = False
+
+    @classmethod
+    def forward(cls, ctx: Op, x: Any, params: tuple[Any, ...] = ()) -> Any:
+        y = getattr(ctx.kernels, cls.key + "_fwd")(x, *params)
+        ctx.save_for_backward(y if cls.from_output else x)
+        ctx.params = params
+        return y
+
+    @classmethod
+    def backward(cls, ctx: Op, gy: Tensor) -> Tensor:
+        (s,) = ctx.saved_tensors
+        return ActivationGrad.apply(s, gy, activation=cls, params=ctx.params)
+
+    @staticmethod
+    def derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        """dy/dx as a Tensor expression of the saved tensor s."""
+        raise NotImplementedError
+
+    @staticmethod
+    def second_derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        """d(derivative)/ds, or None where it is zero."""
+        raise NotImplementedError
+
+
+class ActivationGrad(Op):
+    """gx = gy * f'(x) in one kernel; its own backward uses the Tensor expressions of the
+    activation, so gradients of gradients are recorded."""
+
+    @staticmethod
+    def forward(ctx: Op, s: Any, gy: Any, activation: type[Activation],
+                params: tuple[Any, ...]) -> Any:
+        ctx.save_for_backward(s, gy)
+        ctx.activation, ctx.params = activation, params
+        return getattr(ctx.kernels, activation.key + "_bwd")(s, gy, *params)
+
+    @staticmethod
+    def backward(ctx: Op, ggx: Tensor) -> tuple[Any, Any]:
+        s, gy = ctx.saved_tensors
+        need_s, need_gy = ctx.needs_input_grad
+        gs = gg = None
+        if need_s:
+            d2 = ctx.activation.second_derivative(s, ctx.params)
+            gs = None if d2 is None else ggx * gy * d2
+        if need_gy:
+            gg = ggx * ctx.activation.derivative(s, ctx.params)
+        return gs, gg
+
+    def name(self) -> str:  # type: ignore[override]
+        return f"{self.activation.__name__}GradBackward" if hasattr(self, "activation") \
+            else "ActivationGradBackward"
+
+
+def _positive(s: Tensor) -> Tensor:
+    return ar.gt(s, 0.0).to(dtype=s.dtype)
+
+
+class Relu(Activation):
+    """y = max(x, 0); gradient 0 at x = 0. Backward reads y."""
+
+    key, from_output = "relu", True
+
+    @staticmethod
+    def derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        return _positive(s)
+
+    @staticmethod
+    def second_derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        return None
+
+
+class LeakyRelu(Activation):
+    """y = x if x > 0 else slope * x. Backward reads x."""
+
+    key = "leaky_relu"
+
+    @staticmethod
+    def derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        (slope,) = params
+        return ar.where(ar.gt(s, 0.0), 1.0, slope).to(dtype=s.dtype)
+
+    @staticmethod
+    def second_derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        return None
+
+
+class Elu(Activation):
+    """y = x if x > 0 else alpha (e^x - 1). Backward reads y: y + alpha below zero."""
+
+    key, from_output = "elu", True
+
+    @staticmethod
+    def derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        (alpha,) = params
+        return ar.where(ar.gt(s, 0.0), 1.0, s + alpha)
+
+    @staticmethod
+    def second_derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        return 1.0 - _positive(s)
+
+
+class Sigmoid(Activation):
+    """y = 1 / (1 + e^-x). Backward reads y: y (1 - y)."""
+
+    key, from_output = "sigmoid", True
+
+    @staticmethod
+    def derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        return s * (1.0 - s)
+
+    @staticmethod
+    def second_derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        return 1.0 - 2.0 * s
+
+
+class Tanh(Activation):
+    """y = tanh(x). Backward reads y: 1 - y^2."""
+
+    key, from_output = "tanh", True
+
+    @staticmethod
+    def derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        return 1.0 - s * s
+
+    @staticmethod
+    def second_derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        return -2.0 * s
+
+
+_INV_SQRT_2PI = 1.0 / _pymath.sqrt(2.0 * _pymath.pi)
+
+
+class Gelu(Activation):
+    """y = x Phi(x) (the exact, erf form). Backward reads x: Phi(x) + x phi(x)."""
+
+    key = "gelu"
+
+    @staticmethod
+    def derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        pdf = (s * s * -0.5).exp() * _INV_SQRT_2PI
+        cdf = Tensor._make(s._backend.kernels.gelu_fwd(s._data), s._backend) / s
+        cdf = ar.where(ar.eq(s, 0.0), 0.5, cdf)
+        return cdf + s * pdf
+
+    @staticmethod
+    def second_derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        pdf = (s * s * -0.5).exp() * _INV_SQRT_2PI
+        return pdf * (2.0 - s * s)
+
+
+_GELU_C = _pymath.sqrt(2.0 / _pymath.pi)
+
+
+class GeluTanh(Activation):
+    """y = x/2 (1 + tanh(c (x + 0.044715 x^3))), PyTorch's approximate='tanh'. Reads x."""
+
+    key = "gelu_tanh"
+
+    @staticmethod
+    def _parts(s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        u = (s + 0.044715 * s * s * s) * _GELU_C
+        du = (1.0 + 3 * 0.044715 * s * s) * _GELU_C
+        return u.tanh(), u, du
+
+    @staticmethod
+    def derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        t, _, du = GeluTanh._parts(s)
+        return 0.5 * (1.0 + t) + 0.5 * s * (1.0 - t * t) * du
+
+    @staticmethod
+    def second_derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        t, _, du = GeluTanh._parts(s)
+        sech2 = 1.0 - t * t
+        d2u = 6 * 0.044715 * _GELU_C * s
+        return sech2 * du + 0.5 * s * (-2.0 * t * sech2 * du * du + sech2 * d2u)
+
+
+class Silu(Activation):
+    """y = x sigmoid(x). Backward reads x: s (1 + x (1 - s))."""
+
+    key = "silu"
+
+    @staticmethod
+    def derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        sig = s.sigmoid()
+        return sig * (1.0 + s * (1.0 - sig))
+
+    @staticmethod
+    def second_derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        sig = s.sigmoid()
+        return sig * (1.0 - sig) * (2.0 + s * (1.0 - 2.0 * sig))
+
+
+class Softplus(Activation):
+    """y = log(1 + e^(beta x)) / beta, linear where beta x > threshold. Reads x."""
+
+    key = "softplus"
+
+    @staticmethod
+    def derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        beta, threshold = params
+        return ar.where(ar.gt(s * beta, threshold), 1.0, (s * beta).sigmoid())
+
+    @staticmethod
+    def second_derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
+        beta, threshold = params
+        sig = (s * beta).sigmoid()
+        return ar.where(ar.gt(s * beta, threshold), 0.0, sig * (1.0 - sig) * beta)
+
+
+def _float(x: Tensor, what: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{what} expects a Tensor, got {type(x).__name__}")
+    return x if x._data.dtype.kind == "f" else x.to(dtype="float32")
+
+
+def relu(x: Tensor) -> Tensor:
+    """max(x, 0), as torch.relu (gradient 0 at 0)."""
+    return Relu.apply(_float(x, "relu"))
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """x if x > 0 else negative_slope * x, as torch.nn.functional.leaky_relu."""
+    return LeakyRelu.apply(_float(x, "leaky_relu"), params=(float(negative_slope),))
+
+
+def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
+    """x if x > 0 else alpha * (exp(x) - 1), as torch.nn.functional.elu."""
+    if alpha <= 0:
+        raise ValueError(f"elu: alpha must be positive, got {alpha}")
+    return Elu.apply(_float(x, "elu"), params=(float(alpha),))
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """Gaussian error linear unit, as torch.nn.functional.gelu ("none" or "tanh")."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    op = Gelu if approximate == "none" else GeluTanh
+    return op.apply(_float(x, "gelu"))
+
+
+def silu(x: Tensor) -> Tensor:
+    """x * sigmoid(x), as torch.nn.functional.silu."""
+    return Silu.apply(_float(x, "silu"))
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """1 / (1 + exp(-x)), finite for any x, as torch.sigmoid."""
+    return Sigmoid.apply(_float(x, "sigmoid"))
+
+
+def tanh(x: Tensor) -> Tensor:
+    """Hyperbolic tangent, as torch.tanh."""
+    return Tanh.apply(_float(x, "tanh"))
+
+
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta x)) / beta, as torch.nn.functional.softplus."""
+    return Softplus.apply(_float(x, "softplus"), params=(float(beta), float(threshold)))
+
+
+class Softmax(Op):
+    """y = exp(x - max) / sum; gx = y (gy - sum(gy y)). Reads y."""
+
+    @staticmethod
+    def forward(ctx: Op, x: Any, dim: int) -> Any:
+        xp = ctx.xp
+        e = xp.exp(x - x.max(axis=dim, keepdims=True))
+        e /= e.sum(axis=dim, keepdims=True)
+        ctx.save_for_backward(e)
+        ctx.dim = dim
+        return e
+
+    @staticmethod
+    def backward(ctx: Op, gy: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return y * (gy - _sum(gy * y, ctx.dim, keepdim=True))
+
+
+class LogSoftmax(Op):
+    """y = x - logsumexp(x); gx = gy - exp(y) sum(gy). Reads y."""
+
+    @staticmethod
+    def forward(ctx: Op, x: Any, dim: int) -> Any:
+        xp = ctx.xp
+        shifted = x - x.max(axis=dim, keepdims=True)
+        y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx: Op, gy: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return gy - y.exp() * _sum(gy, ctx.dim, keepdim=True)
+
+
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """exp(x) / sum(exp(x)) along dim, stable for large |x|, as torch.softmax."""
+    x = _float(x, "softmax")
+    return Softmax.apply(x, dim=normalize_dim(dim, max(x.ndim, 1), "softmax"))
+
+
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """log(softmax(x)) along dim, computed through log-sum-exp, as torch.log_softmax."""
+    x = _float(x, "log_softmax")
+    return LogSoftmax.apply(x, dim=normalize_dim(dim, max(x.ndim, 1), "log_softmax"))
+
+
+__all__ = ["relu", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "softplus",
+           "softmax", "log_softmax", "logsumexp"]

@@ -1,0 +1,427 @@
+"""Elementwise arithmetic with NumPy broadcasting and PyTorch's type promotion:
+add sub mul div pow neg abs maximum minimum clamp where masked_fill, and the comparisons and
+logical ops, which have no gradient.
+
+Binary ops accept a Tensor and a Python (or NumPy) scalar in either order; the scalar goes to
+forward as it is (a weak scalar in NumPy 2 and CuPy never up-casts a float32 array).
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import numpy as np
+
+from .._device import DeviceMismatchError
+from .._dtype import DType, result_type
+from .._tensor import Tensor
+from ..autograd._op import Op
+from ._broadcast import sum_to
+
+_SCALARS = (int, float, bool, np.generic)
+
+
+def _operands(a: Any, b: Any) -> tuple[Any, Any]:
+    """Both operands of a binary op, promoted to their common dtype. Scalars stay scalars
+    (NumPy scalars become Python ones, so they promote as PyTorch's scalars do)."""
+    if type(a) is Tensor and type(b) is Tensor and a._data.dtype == b._data.dtype:
+        return a, b
+    a, b = _as_operand(a, b), _as_operand(b, a)
+    target = result_type(a, b)
+    return _cast(a, target), _cast(b, target)
+
+
+def _as_operand(x: Any, other: Any) -> Any:
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, _SCALARS):
+        return x
+    if not isinstance(other, Tensor):
+        raise TypeError(f"expected a Tensor operand, got {type(x).__name__} and "
+                        f"{type(other).__name__}")
+    if hasattr(x, "__cuda_array_interface__") and other.device.type != "cuda":
+        raise DeviceMismatchError(f"a CuPy array cannot be combined with a tensor on "
+                                  f"{other.device}")
+    return Tensor(x, device=other.device)
+
+
+def _cast(x: Any, target: DType) -> Any:
+    if isinstance(x, Tensor):
+        return x if x._data.dtype == target.np else x.to(dtype=target)
+    if target.is_floating_point:
+        return float(x)
+    return int(x) if target.name != "bool" else x
+
+
+def _float_operands(a: Any, b: Any) -> tuple[Any, Any]:
+    """Operands for true division: integers become the default float, as in PyTorch."""
+    a, b = _operands(a, b)
+    t = a if isinstance(a, Tensor) else b
+    if t._data.dtype.kind != "f":
+        a, b = _cast(a, result_type(1.0, t)), _cast(b, result_type(1.0, t))
+    return a, b
+
+
+def _shape(ctx: Op, i: int) -> tuple[int, ...]:
+    return ctx.in_meta[i][0]
+
+
+class Add(Op):
+    """z = a + b."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def forward(ctx: Op, a: Any, b: Any) -> Any:
+        return a + b
+
+    @staticmethod
+    def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
+        need_a, need_b = ctx.needs_input_grad
+        return (sum_to(gz, _shape(ctx, 0)) if need_a else None,
+                sum_to(gz, _shape(ctx, 1)) if need_b else None)
+
+
+class Sub(Op):
+    """z = a - b."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def forward(ctx: Op, a: Any, b: Any) -> Any:
+        return a - b
+
+    @staticmethod
+    def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
+        need_a, need_b = ctx.needs_input_grad
+        return (sum_to(gz, _shape(ctx, 0)) if need_a else None,
+                sum_to(-gz, _shape(ctx, 1)) if need_b else None)
+
+
+class Mul(Op):
+    """z = a * b."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def forward(ctx: Op, a: Any, b: Any) -> Any:
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        return (sum_to(gz * b, _shape(ctx, 0)) if need_a else None,
+                sum_to(gz * a, _shape(ctx, 1)) if need_b else None)
+
+
+class Div(Op):
+    """z = a / b."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def forward(ctx: Op, a: Any, b: Any) -> Any:
+        ctx.save_for_backward(a, b)
+        with np.errstate(divide="ignore", invalid="ignore"):  # x/0 is inf/nan, as in PyTorch
+            return a / b
+
+    @staticmethod
+    def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        ga = sum_to(gz / b, _shape(ctx, 0)) if need_a else None
+        gb = sum_to(-gz * a / (b * b), _shape(ctx, 1)) if need_b else None
+        return ga, gb
+
+
+class Pow(Op):
+    """z = a ** b. d/db = z * log(a): NaN for a negative base, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx: Op, a: Any, b: Any) -> Any:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = a ** b
+        ctx.save_for_backward(a, b, z)
+        return z
+
+    @staticmethod
+    def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
+        a, b, z = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        ga = gb = None
+        if need_a:
+            # b * a**(b-1) rather than b * z / a, which is 0/0 at a = 0.
+            ga = sum_to(gz * b * a ** (b - 1), _shape(ctx, 0))
+        if need_b:
+            if isinstance(a, Tensor):
+                log_a = _math.log(a)
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    log_a = builtins.float(np.log(a))
+            gb = sum_to(gz * z * log_a, _shape(ctx, 1))
+        return ga, gb
+
+
+class Neg(Op):
+    """y = -x."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def forward(ctx: Op, x: Any) -> Any:
+        return -x
+
+    @staticmethod
+    def backward(ctx: Op, gy: Tensor) -> Tensor:
+        return -gy
+
+
+class Abs(Op):
+    """y = |x|, with the gradient 0 at the kink x = 0 (sign(0) = 0), as PyTorch."""
+
+    @staticmethod
+    def forward(ctx: Op, x: Any) -> Any:
+        ctx.save_for_backward(x)
+        return ctx.xp.abs(x)
+
+    @staticmethod
+    def backward(ctx: Op, gy: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return gy * Tensor._make(ctx.xp.sign(x._data), ctx.backend)
+
+
+class Maximum(Op):
+    """z = max(a, b) elementwise; at ties each input gets half the gradient, as PyTorch."""
+
+    @staticmethod
+    def forward(ctx: Op, a: Any, b: Any) -> Any:
+        ctx.save_for_backward(a, b)
+        return ctx.xp.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
+        return _split_by_winner(ctx, gz, ctx.xp.greater)
+
+
+class Minimum(Op):
+    """z = min(a, b) elementwise; at ties each input gets half the gradient, as PyTorch."""
+
+    @staticmethod
+    def forward(ctx: Op, a: Any, b: Any) -> Any:
+        ctx.save_for_backward(a, b)
+        return ctx.xp.minimum(a, b)
+
+    @staticmethod
+    def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
+        return _split_by_winner(ctx, gz, ctx.xp.less)
+
+
+def _split_by_winner(ctx: Op, gz: Tensor, wins: Any) -> tuple[Any, Any]:
+    a, b = (x._data if isinstance(x, Tensor) else x for x in ctx.saved_tensors)
+    dtype = gz._data.dtype
+    share_a = wins(a, b).astype(dtype) + (a == b).astype(dtype) * 0.5
+    share_a = Tensor._make(ctx.xp.asarray(share_a, dtype=dtype), ctx.backend)
+    need_a, need_b = ctx.needs_input_grad
+    return (sum_to(gz * share_a, _shape(ctx, 0)) if need_a else None,
+            sum_to(gz * (1.0 - share_a), _shape(ctx, 1)) if need_b else None)
+
+
+class Clamp(Op):
+    """y = min(max(x, lo), hi); the gradient passes where lo <= x <= hi, as PyTorch."""
+
+    @staticmethod
+    def forward(ctx: Op, x: Any, lo: Any, hi: Any) -> Any:
+        ctx.save_for_backward(x)
+        ctx.bounds = (lo, hi)
+        return ctx.xp.clip(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx: Op, gy: Tensor) -> tuple[Any, None, None]:
+        (x,) = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        inside = ctx.xp.ones(x.shape, dtype=bool)
+        if lo is not None:
+            inside &= x._data >= lo
+        if hi is not None:
+            inside &= x._data <= hi
+        return where(Tensor._make(inside, ctx.backend), gy, 0.0), None, None
+
+
+class Where(Op):
+    """z = a where cond else b. The unselected branch gets gradient 0, but its own backward
+    still runs: for where(x > 0, log(x), 0) use the double-where idiom
+    where(x > 0, log(where(x > 0, x, 1)), 0) so that log never sees x <= 0."""
+
+    @staticmethod
+    def forward(ctx: Op, cond: Any, a: Any, b: Any) -> Any:
+        ctx.save_for_backward(cond)
+        z = ctx.xp.where(cond, a, b)
+        dtype = a.dtype if hasattr(a, "dtype") else b.dtype
+        return z if z.dtype == dtype else z.astype(dtype)
+
+    @staticmethod
+    def backward(ctx: Op, gz: Tensor) -> tuple[None, Any, Any]:
+        (cond,) = ctx.saved_tensors
+        _, need_a, need_b = ctx.needs_input_grad
+        return (None,
+                sum_to(where(cond, gz, 0.0), _shape(ctx, 1)) if need_a else None,
+                sum_to(where(cond, 0.0, gz), _shape(ctx, 2)) if need_b else None)
+
+
+def add(a: Any, b: Any) -> Tensor:
+    """a + b with broadcasting, as torch.add."""
+    a, b = _operands(a, b)
+    return Add.apply(a, b)
+
+
+def sub(a: Any, b: Any) -> Tensor:
+    """a - b with broadcasting, as torch.sub."""
+    a, b = _operands(a, b)
+    return Sub.apply(a, b)
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    """a * b with broadcasting, as torch.mul."""
+    a, b = _operands(a, b)
+    return Mul.apply(a, b)
+
+
+def div(a: Any, b: Any) -> Tensor:
+    """a / b (true division; integers give float32), as torch.div."""
+    a, b = _float_operands(a, b)
+    return Div.apply(a, b)
+
+
+def pow(a: Any, b: Any) -> Tensor:
+    """a ** b, as torch.pow."""
+    a, b = _operands(a, b)
+    return Pow.apply(a, b)
+
+
+def neg(x: Tensor) -> Tensor:
+    """-x, as torch.neg."""
+    return Neg.apply(x)
+
+
+def abs(x: Tensor) -> Tensor:
+    """|x|, as torch.abs (gradient 0 at 0)."""
+    return Abs.apply(x)
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    """Elementwise maximum, as torch.maximum."""
+    a, b = _operands(a, b)
+    return Maximum.apply(a, b)
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    """Elementwise minimum, as torch.minimum."""
+    a, b = _operands(a, b)
+    return Minimum.apply(a, b)
+
+
+def clamp(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
+    """Limit x to [min, max], as torch.clamp; either bound may be None."""
+    if min is None and max is None:
+        raise ValueError("clamp needs at least one of min and max")
+    lo = None if min is None else builtins.float(min) if x._data.dtype.kind == "f" else min
+    hi = None if max is None else builtins.float(max) if x._data.dtype.kind == "f" else max
+    return Clamp.apply(x, lo, hi)
+
+
+clip = clamp
+
+
+def where(condition: Any, a: Any, b: Any) -> Tensor:
+    """a where condition is true, else b, as torch.where."""
+    cond = condition if isinstance(condition, Tensor) else None
+    a, b = _operands(a, b)
+    if cond is None:
+        ref = a if isinstance(a, Tensor) else b
+        cond = Tensor(condition, device=ref.device)
+    if cond._data.dtype != np.bool_:
+        raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype.name}")
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = Tensor._make(cond._backend.xp.asarray(a, dtype=result_type(a, b).np),
+                         cond._backend)
+    return Where.apply(cond, a, b)
+
+
+def masked_fill(x: Tensor, mask: Tensor, value: float) -> Tensor:
+    """x with `value` where mask is true, as torch.Tensor.masked_fill."""
+    return where(mask, _cast(value, x.dtype), x)
+
+
+def _no_grad_binary(a: Any, b: Any, ufunc: str) -> Tensor:
+    a, b = _operands(a, b)
+    ref = a if isinstance(a, Tensor) else b
+    xa = a._data if isinstance(a, Tensor) else a
+    xb = b._data if isinstance(b, Tensor) else b
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a._backend is not b._backend:
+        raise DeviceMismatchError(f"{ufunc}: tensors on {a.device} and {b.device}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = getattr(ref._backend.xp, ufunc)(xa, xb)
+    return Tensor._make(ref._backend.xp.asarray(out), ref._backend)
+
+
+def eq(a: Any, b: Any) -> Tensor:
+    """a == b elementwise (no gradient)."""
+    return _no_grad_binary(a, b, "equal")
+
+
+def ne(a: Any, b: Any) -> Tensor:
+    """a != b elementwise (no gradient)."""
+    return _no_grad_binary(a, b, "not_equal")
+
+
+def lt(a: Any, b: Any) -> Tensor:
+    """a < b elementwise (no gradient)."""
+    return _no_grad_binary(a, b, "less")
+
+
+def le(a: Any, b: Any) -> Tensor:
+    """a <= b elementwise (no gradient)."""
+    return _no_grad_binary(a, b, "less_equal")
+
+
+def gt(a: Any, b: Any) -> Tensor:
+    """a > b elementwise (no gradient)."""
+    return _no_grad_binary(a, b, "greater")
+
+
+def ge(a: Any, b: Any) -> Tensor:
+    """a >= b elementwise (no gradient)."""
+    return _no_grad_binary(a, b, "greater_equal")
+
+
+def floor_divide(a: Any, b: Any) -> Tensor:
+    """a // b elementwise (no gradient), as torch.floor_divide."""
+    return _no_grad_binary(a, b, "floor_divide")
+
+
+def remainder(a: Any, b: Any) -> Tensor:
+    """a % b elementwise with the sign of b (no gradient)."""
+    return _no_grad_binary(a, b, "remainder")
+
+
+def logical_and(a: Any, b: Any) -> Tensor:
+    """a & b on bool tensors."""
+    return _no_grad_binary(a, b, "logical_and")
+
+
+def logical_or(a: Any, b: Any) -> Tensor:
+    """a | b on bool tensors."""
+    return _no_grad_binary(a, b, "logical_or")
+
+
+def logical_not(x: Tensor) -> Tensor:
+    """~x on a bool tensor."""
+    return Tensor._make(x._backend.xp.logical_not(x._data), x._backend)
+
+
+from . import math as _math  # noqa: E402  (math's ops use this module's functions too)

@@ -1,0 +1,244 @@
+"""Reductions: sum mean max min amax amin var std prod argmax argmin logsumexp any all.
+
+`dim` is None (all axes), an int or a tuple; `keepdim` as PyTorch. Gradient conventions:
+`max(dim=int)` / `min(dim=int)` route the gradient to the one index they return (PyTorch's);
+full and tuple-dim maxima (`amax` style) split it evenly among ties. float16 sums accumulate in
+float32.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections import namedtuple
+from typing import Any
+
+import numpy as np
+
+from .._tensor import Tensor
+from ..autograd._op import Op
+from ._broadcast import normalize_dim, normalize_dims
+
+MaxResult = namedtuple("MaxResult", ["values", "indices"])
+MinResult = namedtuple("MinResult", ["values", "indices"])
+
+
+def _kept_shape(shape: tuple[int, ...], dims: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(1 if i in dims else n for i, n in enumerate(shape))
+
+
+def _expand_back(g: Tensor, in_shape: tuple[int, ...], dims: tuple[int, ...]) -> Tensor:
+    """A reduced gradient broadcast back over the reduced axes."""
+    kept = _kept_shape(in_shape, dims)
+    if g.shape != kept:
+        g = g.reshape(kept)
+    return g.expand(in_shape) if kept != in_shape else g
+
+
+class Sum(Op):
+    """y = sum of x over dims; gx = gy broadcast back."""
+
+    @staticmethod
+    def forward(ctx: Op, x: Any, dims: tuple[int, ...], keepdim: bool) -> Any:
+        ctx.dims = dims
+        if x.dtype == np.float16:  # accumulate in float32: float16 overflows at 65504
+            return x.sum(axis=dims, keepdims=keepdim, dtype=np.float32).astype(np.float16)
+        if x.dtype.kind in "bi":
+            return x.sum(axis=dims, keepdims=keepdim, dtype=np.int64)
+        return x.sum(axis=dims, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx: Op, gy: Tensor) -> Tensor:
+        return _expand_back(gy, ctx.in_meta[0][0], ctx.dims)
+
+
+class Extremum(Op):
+    """y = max (or min) over dims; the gradient is split evenly among the tied maxima."""
+
+    @staticmethod
+    def forward(ctx: Op, x: Any, dims: tuple[int, ...], keepdim: bool, largest: bool) -> Any:
+        if x.size == 0:
+            raise ValueError("max/min of an empty tensor has no value")
+        y = x.max(axis=dims, keepdims=True) if largest else x.min(axis=dims, keepdims=True)
+        ctx.save_for_backward(x, y)
+        ctx.dims = dims
+        return y if keepdim else y.reshape(tuple(n for i, n in enumerate(x.shape)
+                                                 if i not in dims))
+
+    @staticmethod
+    def backward(ctx: Op, gy: Tensor) -> Tensor:
+        x, y = ctx.saved_tensors
+        hit = (x._data == y._data).astype(x._data.dtype)
+        hit /= hit.sum(axis=ctx.dims, keepdims=True)
+        return _expand_back(gy, x.shape, ctx.dims) * Tensor._make(hit, ctx.backend)
+
+
+class TakeAlongDim(Op):
+    """y = x[..., idx, ...] along one axis (idx from argmax/argmin); gx scatters gy back."""
+
+    @staticmethod
+    def forward(ctx: Op, x: Any, idx: Any, dim: int, keepdim: bool) -> Any:
+        ctx.save_for_backward(idx)
+        ctx.dim, ctx.keepdim = dim, keepdim
+        y = ctx.xp.take_along_axis(x, idx, axis=dim)
+        return y if keepdim else y.squeeze(dim)
+
+    @staticmethod
+    def backward(ctx: Op, gy: Tensor) -> tuple[Tensor, None]:
+        (idx,) = ctx.saved_tensors
+        shape = ctx.in_meta[0][0]
+        xp = ctx.xp
+        positions = xp.arange(shape[ctx.dim]).reshape(
+            tuple(-1 if i == ctx.dim else 1 for i in range(len(shape))))
+        mask = (positions == idx._data).astype(gy._data.dtype)
+        if not ctx.keepdim:
+            gy = gy.unsqueeze(ctx.dim)
+        return gy.expand(shape) * Tensor._make(mask, ctx.backend), None
+
+
+class Prod(Op):
+    """y = prod of x over dims; gx = gy * (product of the other elements), computed from
+    exclusive cumulative products so zeros in x are handled (no division by x)."""
+
+    @staticmethod
+    def forward(ctx: Op, x: Any, dims: tuple[int, ...], keepdim: bool) -> Any:
+        ctx.save_for_backward(x)
+        ctx.dims = dims
+        return x.prod(axis=dims, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx: Op, gy: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        xp, a, dims = ctx.xp, x._data, ctx.dims
+        rest = [i for i in range(a.ndim) if i not in dims]
+        moved = xp.transpose(a, rest + list(dims))
+        flat = moved.reshape(moved.shape[:len(rest)] + (-1,))
+        ones = xp.ones(flat.shape[:-1] + (1,), dtype=a.dtype)
+        left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+        right = xp.flip(xp.cumprod(xp.flip(xp.concatenate([flat[..., 1:], ones], axis=-1),
+                                           axis=-1), axis=-1), axis=-1)
+        others = (left * right).reshape(moved.shape)
+        others = xp.transpose(others, np.argsort(rest + list(dims)))
+        return _expand_back(gy, a.shape, dims) * Tensor._make(xp.ascontiguousarray(others),
+                                                               ctx.backend)
+
+
+def _dims(x: Tensor, dim: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{what} expects a Tensor, got {type(x).__name__}")
+    return normalize_dims(dim, x.ndim, what)
+
+
+def sum(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Sum over dim (all axes when None), as torch.sum."""
+    return Sum.apply(x, dims=_dims(x, dim, "sum"), keepdim=keepdim)
+
+
+def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Mean over dim (all axes when None), as torch.mean."""
+    dims = _dims(x, dim, "mean")
+    if x._data.dtype.kind != "f":
+        raise TypeError(f"mean needs a floating-point tensor, got {x.dtype.name}; "
+                        "convert with .float()")
+    count = int(np.prod([x.shape[d] for d in dims])) if dims else 1
+    return Sum.apply(x, dims=dims, keepdim=keepdim) / float(count)  # 0 elements: nan
+
+
+def _extremum(x: Tensor, dim: Any, keepdim: bool, largest: bool, what: str) -> Any:
+    if isinstance(dim, int) and not isinstance(dim, bool):
+        d = normalize_dim(dim, builtins.max(x.ndim, 1), what)
+        if x.ndim == 0:
+            return (MaxResult if largest else MinResult)(x, Tensor._make(
+                x._backend.xp.zeros((), np.int64), x._backend))
+        arg = x._data.argmax(axis=d) if largest else x._data.argmin(axis=d)
+        idx = x._backend.xp.expand_dims(arg, d)
+        values = TakeAlongDim.apply(x, Tensor._make(idx, x._backend), dim=d, keepdim=keepdim)
+        indices = Tensor._make(idx if keepdim else arg, x._backend)
+        return (MaxResult if largest else MinResult)(values, indices)
+    return Extremum.apply(x, dims=_dims(x, dim, what), keepdim=keepdim, largest=largest)
+
+
+def max(x: Tensor, dim: Any = None, keepdim: bool = False) -> Any:
+    """The maximum. dim=None or a tuple: a tensor (ties share the gradient). dim=int:
+    (values, indices) as torch.max, the gradient going to the returned index."""
+    return _extremum(x, dim, keepdim, True, "max")
+
+
+def min(x: Tensor, dim: Any = None, keepdim: bool = False) -> Any:
+    """The minimum; see max."""
+    return _extremum(x, dim, keepdim, False, "min")
+
+
+def amax(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Maximum over dim (int or tuple), ties sharing the gradient, as torch.amax."""
+    return Extremum.apply(x, dims=_dims(x, dim, "amax"), keepdim=keepdim, largest=True)
+
+
+def amin(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Minimum over dim (int or tuple), ties sharing the gradient, as torch.amin."""
+    return Extremum.apply(x, dims=_dims(x, dim, "amin"), keepdim=keepdim, largest=False)
+
+
+def var(x: Tensor, dim: Any = None, correction: int = 1, keepdim: bool = False) -> Tensor:
+    """Variance over dim, unbiased by default (correction=1), as torch.var."""
+    dims = _dims(x, dim, "var")
+    count = int(np.prod([x.shape[d] for d in dims])) if dims else 1
+    centered = x - mean(x, dims, keepdim=True)
+    total = sum(centered * centered, dims, keepdim=keepdim)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return total / float(builtins.max(count - correction, 0))
+
+
+def std(x: Tensor, dim: Any = None, correction: int = 1, keepdim: bool = False) -> Tensor:
+    """Standard deviation over dim, unbiased by default, as torch.std."""
+    return var(x, dim, correction=correction, keepdim=keepdim).sqrt()
+
+
+def prod(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Product over dim (int or tuple), as torch.prod."""
+    return Prod.apply(x, dims=_dims(x, dim, "prod"), keepdim=keepdim)
+
+
+def _arg(x: Tensor, dim: int | None, keepdim: bool, largest: bool, what: str) -> Tensor:
+    a = x._data
+    if dim is None:
+        out = a.argmax() if largest else a.argmin()
+        out = x._backend.xp.asarray(out, dtype=np.int64)
+        if keepdim:
+            out = out.reshape((1,) * a.ndim)
+    else:
+        d = normalize_dim(dim, builtins.max(a.ndim, 1), what)
+        out = (a.argmax(axis=d) if largest else a.argmin(axis=d)).astype(np.int64)
+        if keepdim:
+            out = x._backend.xp.expand_dims(out, d)
+    return Tensor._make(out, x._backend)
+
+
+def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Index of the maximum (flattened when dim is None), as torch.argmax. No gradient."""
+    return _arg(x, dim, keepdim, True, "argmax")
+
+
+def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Index of the minimum (flattened when dim is None), as torch.argmin. No gradient."""
+    return _arg(x, dim, keepdim, False, "argmin")
+
+
+def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
+    """log(sum(exp(x))) over dim, stable for large |x|, as torch.logsumexp."""
+    dims = _dims(x, dim, "logsumexp")
+    m = x._data.max(axis=dims, keepdims=True)
+    m = x._backend.xp.where(x._backend.xp.isfinite(m), m, 0)  # all -inf: keep -inf, not nan
+    shift = Tensor._make(m, x._backend)
+    out = sum((x - shift).exp(), dims, keepdim=True).log() + shift
+    return out if keepdim else out.reshape(tuple(n for i, n in enumerate(x.shape)
+                                                 if i not in dims))
+
+
+def any(x: Tensor) -> Tensor:
+    """Whether any element is true (no gradient)."""
+    return Tensor._make(x._backend.xp.asarray(x._data.any()), x._backend)
+
+
+def all(x: Tensor) -> Tensor:
+    """Whether every element is true (no gradient)."""
+    return Tensor._make(x._backend.xp.asarray(x._data.all()), x._backend)
