@@ -1,0 +1,37 @@
+"""Shared fixtures: the device parametrization (CUDA skipped with the reason where unusable)
+and a seeded random generator."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+# Compiled CUDA kernels go to a scratch folder, never to a possibly read-only HOME.
+os.environ.setdefault("CUPY_CACHE_DIR", os.path.join(tempfile.gettempdir(), "tg-cupy-cache"))
+
+import tensorgrad as tg  # noqa: E402
+
+
+@functools.cache
+def cuda_unusable_reason() -> str | None:
+    try:
+        tg.backend.get_backend(tg.Device("cuda"))
+    except tg.DeviceUnavailableError as err:
+        return str(err)
+    return None
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def device(request: pytest.FixtureRequest) -> str:
+    if request.param == "cuda" and (reason := cuda_unusable_reason()):
+        pytest.skip(f"CUDA not usable here: {reason}")
+    return request.param
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
