@@ -26,11 +26,10 @@ def _make(array_fn: Any, shape: tuple[int, ...], dtype: Any, device: Any,
           requires_grad: bool, default: Any = float32) -> Tensor:
     backend = get_backend(as_device(device))
     np_dtype = (default if dtype is None else as_dtype(dtype)).np
-    enter = backend.enter()
-    if enter is None:
+    if backend.switch is None:
         data = array_fn(backend, shape, np_dtype)
     else:
-        with enter:
+        with backend.switch():
             data = array_fn(backend, shape, np_dtype)
     t = Tensor._make(data, backend)
     return t.requires_grad_(True) if requires_grad else t

@@ -42,9 +42,11 @@ def _walk(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: b
             _to_leaf(root, grad, create_graph, capture, handed_out, keep_alive)
             continue
         if node not in pending:
-            pending[node] = [None] * _n_outputs(node)
+            pending[node] = [None] * (1 if node.out_meta is None else len(node.out_meta))
             starts.append(node)
-        _add_pending(pending[node], root._out_idx, grad)
+        slots = pending[node]
+        slots[root._out_idx] = grad if slots[root._out_idx] is None else \
+            slots[root._out_idx] + grad
 
     stack = list(starts)
     visited = set(starts)
@@ -94,10 +96,13 @@ def _walk(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: b
             if g is not None:
                 slots = pending.get(parent)
                 if slots is None:
-                    slots = pending[parent] = [None] * _n_outputs(parent)
-                _add_pending(slots, index, g)
-            dependencies[parent] -= 1
-            if dependencies[parent] == 0:
+                    slots = pending[parent] = [None] * (
+                        1 if parent.out_meta is None else len(parent.out_meta))
+                # Out of place: the same gradient Tensor may also sit in another slot.
+                slots[index] = g if slots[index] is None else slots[index] + g
+            count = dependencies[parent] - 1
+            dependencies[parent] = count
+            if count == 0:
                 if parent in pending:
                     heapq.heappush(ready, (-parent.seq, parent))
                 else:  # no gradient reached it (all None): its own parents still count down
@@ -122,45 +127,39 @@ def _release(node: Op, dependencies: dict[Op, int], pending: dict[Op, list[Any]]
                     stack.append(parent)
 
 
-def _n_outputs(node: Op) -> int:
-    return 1 if node.out_meta is None else len(node.out_meta)
-
-
-def _add_pending(slots: list[Any], index: int, g: Tensor) -> None:
-    # Out of place: the same gradient Tensor may also be held by another input's slot.
-    slots[index] = g if slots[index] is None else slots[index] + g
-
-
 def _call_backward(node: Op, grads_out: list[Any]) -> tuple[Any, ...]:
+    """Run one node's backward and check what it returns: one gradient or None per input,
+    each a Tensor of the input's shape and device (cast to its dtype, as PyTorch does)."""
     if node.out_meta is not None:  # multi-output op: outputs nobody used get zero gradients
         for k, (shape, dtype) in enumerate(node.out_meta):
             if grads_out[k] is None:
                 grads_out[k] = Tensor._make(node.xp.zeros(shape, dtype), node.backend)
     grads_in = node.backward(node, *grads_out)
-    if not isinstance(grads_in, tuple):
+    if type(grads_in) is not tuple:
         grads_in = (grads_in,)
-    if len(grads_in) != len(node.parents):
+    in_meta = node.in_meta
+    if len(grads_in) != len(in_meta):
         raise RuntimeError(f"{node.name()} returned {len(grads_in)} gradients for "
-                           f"{len(node.parents)} inputs")
-    checked = []
-    for i, (g, meta) in enumerate(zip(grads_in, node.in_meta)):
-        if g is None or meta is None:
-            checked.append(None)
+                           f"{len(in_meta)} inputs")
+    checked = list(grads_in)
+    for i, g in enumerate(grads_in):
+        meta = in_meta[i]
+        if meta is None or g is None:
+            checked[i] = None
             continue
-        shape, dtype = meta
         if not isinstance(g, Tensor):
             raise TypeError(f"{node.name()} returned a {type(g).__name__} as the gradient of "
                             f"input {i}; expected a Tensor")
-        if g._data.shape != shape:
-            raise RuntimeError(f"{node.name()} returned a gradient of shape {g._data.shape} for "
-                               f"input {i} of shape {shape}")
+        data = g._data
+        if data.shape != meta[0]:
+            raise RuntimeError(f"{node.name()} returned a gradient of shape {data.shape} for "
+                               f"input {i} of shape {meta[0]}")
         if g._backend is not node.backend:
             raise RuntimeError(f"{node.name()} returned a gradient on {g._backend.device} for "
                                f"input {i} on {node.backend.device}")
-        if g._data.dtype != dtype:
-            g = g.to(dtype=dtype)
-        checked.append(g)
-    return tuple(checked)
+        if data.dtype != meta[1]:
+            checked[i] = g.to(dtype=meta[1])
+    return checked
 
 
 def _to_leaf(leaf: Tensor, g: Tensor, create_graph: bool, capture: dict[Any, Any] | None,

@@ -48,7 +48,8 @@ class Op:
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Any:
         backend = None
-        record = False
+        needs = []
+        arrays = []
         for x in inputs:
             if isinstance(x, Tensor):
                 if backend is None:
@@ -57,59 +58,67 @@ class Op:
                     raise DeviceMismatchError(
                         f"{cls.__name__}: expected all tensors on one device, got "
                         f"{backend.device} and {x._backend.device}; move one with .to(device)")
-                if x._requires_grad:
-                    record = True
+                needs.append(x._requires_grad)
+                arrays.append(x._data)
+            else:
+                needs.append(False)
+                arrays.append(x)
         if backend is None:
             raise TypeError(f"{cls.__name__} needs at least one Tensor input")
-        record = record and grad_enabled.get()
-        ctx = cls.__new__(cls)
+        record = True in needs and grad_enabled.get()
+        ctx = object.__new__(cls)
         ctx.backend = backend
         ctx.xp = backend.xp
         ctx.kernels = backend.kernels
         ctx.saved = ()
-        arrays = [x._data if isinstance(x, Tensor) else x for x in inputs]
-        device_ctx = backend.enter()
-        if device_ctx is None:
+        # Forward may read needs_input_grad to save only what the needed gradients use.
+        ctx.needs_input_grad = needs if record else [False] * len(needs)
+        if backend.switch is None:
             out = cls.forward(ctx, *arrays, **params)
         else:
-            with device_ctx:
+            with backend.switch():
                 out = cls.forward(ctx, *arrays, **params)
-        multi = isinstance(out, tuple)
-        outs = out if multi else (out,)
-        outs = tuple(np.asarray(y) if isinstance(y, np.generic) else y for y in outs)
+        multi = type(out) is tuple
+        if multi:
+            outs = tuple(_as_array(y) for y in out)
+        else:
+            outs = (out if type(out) is np.ndarray else _as_array(out),)
         if cls.changes_device:
             backend = ctx.out_backend
         if not record:
             ctx.saved = None
-            tensors = tuple(Tensor._make(y, backend) for y in outs)
-            return tensors if multi else tensors[0]
+            if not multi:
+                return Tensor._make(outs[0], backend)
+            return tuple(Tensor._make(y, backend) for y in outs)
 
         parents = []
         parent_idx = []
-        needs = []
-        for x in inputs:
-            if isinstance(x, Tensor) and x._requires_grad:
-                needs.append(True)
-                if x._grad_fn is None:
+        in_meta = []
+        for x, need in zip(inputs, needs):
+            if need:
+                in_meta.append((x._data.shape, x._data.dtype))
+                node = x._grad_fn
+                if node is None:
                     parents.append(x)
                     parent_idx.append(0)
                 else:
-                    parents.append(x._grad_fn)
+                    parents.append(node)
                     parent_idx.append(x._out_idx)
             else:
-                needs.append(False)
+                in_meta.append(None)
                 parents.append(None)
                 parent_idx.append(0)
-        ctx.parents = tuple(parents)
-        ctx.parent_idx = tuple(parent_idx)
-        ctx.needs_input_grad = tuple(needs)
-        ctx.in_meta = tuple((x._data.shape, x._data.dtype) if n else None
-                            for x, n in zip(inputs, needs))
+        ctx.parents = parents
+        ctx.parent_idx = parent_idx
+        ctx.in_meta = in_meta
         ctx.out_meta = tuple((y.shape, y.dtype) for y in outs) if multi else None
         ctx.seq = next(_seq)
         ctx.hooks = None
         ctx.freed = False
-        tensors = tuple(Tensor._make(y, backend, True, ctx, k) for k, y in enumerate(outs))
+        if multi:
+            tensors = tuple(Tensor._make(y, backend, True, ctx, k) for k, y in enumerate(outs))
+        else:
+            tensors = (Tensor._make(outs[0], backend, True, ctx, 0),)
         if cls.is_view and isinstance(inputs[0], Tensor):
             tensors[0]._version = inputs[0]._version
         if ctx.saved:
@@ -184,6 +193,11 @@ class _RemovableHandle:
     def remove(self) -> None:
         if self._entry in self._hooks:
             self._hooks.remove(self._entry)
+
+
+def _as_array(y: Any) -> Any:
+    # NumPy reductions return NumPy scalars; every Tensor holds a real array.
+    return np.asarray(y) if isinstance(y, np.generic) else y
 
 
 def _describe_saved(saved: tuple[Any, ...], inputs: tuple[Any, ...], arrays: list[Any],

@@ -13,9 +13,13 @@ from .._device import Device, DeviceUnavailableError
 
 
 class Backend:
-    """What an op needs to know about a device: its array module and its kernels."""
+    """What an op needs to know about a device: its array module and its kernels.
 
-    __slots__ = ("device", "xp", "kernels")
+    `switch` is None where ops need not make the device current first (the CPU, a machine
+    with one GPU); else a callable returning a context manager that does.
+    """
+
+    __slots__ = ("device", "xp", "kernels", "switch")
 
     def asarray(self, data: Any, dtype: Any = None) -> Any:
         """Host data or an array (of any device) as an array on this device."""
@@ -23,10 +27,6 @@ class Backend:
 
     def to_numpy(self, array: Any) -> Any:
         raise NotImplementedError
-
-    def enter(self) -> Any:
-        """A context manager that makes this device current, or None when it already is."""
-        return None
 
     def synchronize(self) -> None:
         pass

@@ -18,6 +18,7 @@ class CpuBackend(Backend):
         self.device = device
         self.xp = np
         self.kernels = CpuKernels()
+        self.switch = None
         self._rng = np.random.default_rng()
 
     def asarray(self, data: Any, dtype: Any = None) -> np.ndarray:

@@ -48,6 +48,7 @@ class CudaBackend(Backend):
         self.kernels = CudaKernels()
         self._cupy = cupy
         self._device_ctx = cupy.cuda.Device(device.index)
+        self.switch = None if count == 1 else (lambda: cupy.cuda.Device(device.index))
         with self._device_ctx:
             self._rng = cupy.random.default_rng()
 
@@ -59,11 +60,6 @@ class CudaBackend(Backend):
 
     def to_numpy(self, array: Any) -> np.ndarray:
         return self._cupy.asnumpy(array)
-
-    def enter(self) -> Any:
-        if self._cupy.cuda.runtime.getDevice() == self.device.index:
-            return None
-        return self._device_ctx
 
     def device_count(self) -> int:
         return int(self._cupy.cuda.runtime.getDeviceCount())

@@ -25,7 +25,16 @@ _SCALARS = (int, float, bool, np.generic)
 def _operands(a: Any, b: Any) -> tuple[Any, Any]:
     """Both operands of a binary op, promoted to their common dtype. Scalars stay scalars
     (NumPy scalars become Python ones, so they promote as PyTorch's scalars do)."""
-    if type(a) is Tensor and type(b) is Tensor and a._data.dtype == b._data.dtype:
+    # Fast paths for the common cases: same-dtype tensors, a float tensor and a Python number.
+    if type(a) is Tensor:
+        if type(b) is Tensor:
+            if a._data.dtype == b._data.dtype:
+                return a, b
+        elif (type(b) is float and a._data.dtype.kind == "f") or (
+                type(b) is int and a._data.dtype.kind in "fi"):
+            return a, b
+    elif type(b) is Tensor and ((type(a) is float and b._data.dtype.kind == "f") or (
+            type(a) is int and b._data.dtype.kind in "fi")):
         return a, b
     a, b = _as_operand(a, b), _as_operand(b, a)
     target = result_type(a, b)
@@ -108,7 +117,8 @@ class Mul(Op):
 
     @staticmethod
     def forward(ctx: Op, a: Any, b: Any) -> Any:
-        ctx.save_for_backward(a, b)
+        need_a, need_b = ctx.needs_input_grad
+        ctx.save_for_backward(a if need_b else None, b if need_a else None)
         return a * b
 
     @staticmethod

@@ -30,10 +30,9 @@ class ToDevice(Op):
     @staticmethod
     def forward(ctx: Op, x: Any, backend: Any) -> Any:
         ctx.out_backend = backend
-        with_ctx = backend.enter()
-        if with_ctx is None:
+        if backend.switch is None:
             return backend.asarray(x)
-        with with_ctx:
+        with backend.switch():
             return backend.asarray(x)
 
     @staticmethod
