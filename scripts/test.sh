@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up a virtual environment (created on first use, in .venv) with tensorgrad and its test
+# dependencies, then run the test suite. Extra arguments go to pytest.
+#   bash scripts/test.sh            # everything
+#   bash scripts/test.sh -k engine  # a subset
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${TENSORGRAD_VENV:-.venv}"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+# torch is the reference the tests compare against, never a runtime dependency; pinned to the
+# CPU build (an unpinned torch pulls a CUDA build of several GB).
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    -e ".[dev,examples]" "torch==2.13.0"
+exec "$venv/bin/python" -m pytest "$@"
