@@ -1,0 +1,387 @@
+"""NumPy twins of the CUDA kernels in kernels/*.cuh: same method names, same math.
+
+`CpuKernels` is what `ctx.kernels` is on the CPU; `_cuda_kernels.CudaKernels` is the CUDA
+side, and tests run one against the other. Arrays come in one float dtype; float16 is computed
+in float32 and rounded once on the way out, as the CUDA kernels compute half in float. Each
+method returns a new array, or writes to and returns `out` when given (the last argument, so
+it may be passed positionally as on CUDA). Scalars are taken in the compute dtype, so a NumPy
+float64 scalar never promotes a float32 array (NEP 50). Optimizer steps update their arrays in
+place and return None.
+
+Underflow to zero is the correct result of, for example, sigmoid(-1000); NumPy flags it, and
+these functions leave it to the caller's `np.errstate` rather than pay for one per call.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import numpy as np
+
+_F16 = np.dtype(np.float16)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_HALF = math.sqrt(0.5)
+_GELU_TANH_K = math.sqrt(2.0 / math.pi)
+_GELU_TANH_C = 0.044715
+# Beyond |x| = 10, tanh(k (x + c x^3)) is exactly +-1 in float32 and float64; clamping there
+# keeps x**3 finite and the backward free of 0 * inf (as in activations.cuh).
+_GELU_TANH_CLAMP = 10.0
+
+
+def _up(x: np.ndarray) -> np.ndarray:
+    """x in its compute dtype: a float32 copy of float16, otherwise x itself (do not modify)."""
+    return x.astype(np.float32) if x.dtype == _F16 else x
+
+
+def _scalar(value: Any, dtype: np.dtype) -> np.floating:
+    """A host scalar (Python, NumPy or 0-d/1-element array) in the compute dtype of dtype."""
+    kind = np.float32 if dtype == _F16 else dtype.type
+    return kind(value.reshape(())) if isinstance(value, np.ndarray) else kind(value)
+
+
+def _dest(out: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
+    """Where the last operation may write directly: out, unless float16 must round first."""
+    return None if dtype == _F16 else out
+
+
+def _finish(r: np.ndarray, dtype: np.dtype, out: np.ndarray | None) -> np.ndarray:
+    """The result r (compute dtype, owned) as dtype, rounded once, in out when given."""
+    if out is None:
+        return r.astype(dtype, copy=False)
+    if r is not out:
+        np.copyto(out, r, casting="same_kind")
+    return out
+
+
+def _where(cond: np.ndarray, a: Any, b: Any, dtype: np.dtype,
+           out: np.ndarray | None) -> np.ndarray:
+    """np.where that can write to out and rounds float16 once."""
+    if out is None:
+        return np.where(cond, a, b).astype(dtype, copy=False)
+    np.copyto(out, np.where(cond, a, b), casting="same_kind")
+    return out
+
+
+def _logistic(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) as a new array; exp only sees -|x|, so nothing overflows."""
+    e = np.abs(x)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    s = e + 1
+    np.reciprocal(s, out=s)
+    np.multiply(s, e, out=s, where=x < 0)  # e / (1 + e) for negative x
+    return s
+
+
+def _log1pexp(x: np.ndarray) -> np.ndarray:
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)) as a new array, without overflow."""
+    e = np.abs(x)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    np.log1p(e, out=e)
+    e += np.maximum(x, 0)
+    return e
+
+
+@functools.cache
+def _erfcx_pieces() -> tuple[np.polynomial.Chebyshev, np.polynomial.Chebyshev]:
+    """Chebyshev interpolants of erfcx(t) = exp(t^2) erfc(t) on [0, 2] and [2, 5].
+
+    NumPy has no erf; degree 20 on each piece is within 5e-15 relative of erfcx, built once
+    from math.erfc (exp(t^2) adds at most 25 ulp of rounding at t = 5).
+    """
+    def erfcx(t: np.ndarray) -> np.ndarray:
+        return np.array([math.erfc(v) * math.exp(v * v) for v in t])
+
+    return (np.polynomial.Chebyshev.interpolate(erfcx, 20, domain=[0.0, 2.0]),
+            np.polynomial.Chebyshev.interpolate(erfcx, 20, domain=[2.0, 5.0]))
+
+
+def _erfcx(t: np.ndarray) -> np.ndarray:
+    """exp(t^2) erfc(t) for float64 t >= 0 (or NaN)."""
+    low, mid = _erfcx_pieces()
+    r = np.empty_like(t)
+    m = t < 2.0
+    r[m] = low(t[m])
+    m = (t >= 2.0) & (t < 5.0)
+    r[m] = mid(t[m])
+    m = ~(t < 5.0)  # includes NaN, which the continued fraction carries through
+    tail = t[m]
+    # Laplace's continued fraction erfcx(t) = 1/sqrt(pi) / (t + 1/2 / (t + 1 / (t + 3/2 / ...))),
+    # 24 levels: within 1e-13 relative for t >= 5.
+    acc = np.zeros_like(tail)
+    for k in range(24, 0, -1):
+        acc = (0.5 * k) / (tail + acc)
+    r[m] = 1.0 / (math.sqrt(math.pi) * (tail + acc))
+    return r
+
+
+def _normal_cdf_pdf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Phi(x) and phi(x) in float64. The lower tail Phi(-|x|) = exp(-x^2/2) erfcx(|x|/sqrt2)/2
+    keeps relative accuracy where 0.5 * (1 + erf(x / sqrt 2)) would cancel to 0."""
+    e = np.exp(-0.5 * x * x)
+    tail = 0.5 * e * _erfcx(np.abs(x) * _SQRT_HALF)
+    return np.where(x < 0, tail, 1.0 - tail), e * _INV_SQRT_2PI
+
+
+def _gelu_tanh_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(clamped x, tanh(k (xc + c xc^3))) in x's dtype."""
+    xc = np.clip(x, -_GELU_TANH_CLAMP, _GELU_TANH_CLAMP)
+    inner = xc * xc
+    inner *= _GELU_TANH_C
+    inner *= xc
+    inner += xc
+    inner *= _GELU_TANH_K
+    return xc, np.tanh(inner, out=inner)
+
+
+class CpuKernels:
+    """NumPy twins of `CudaKernels`; see the module docstring for the calling convention."""
+
+    # activations
+
+    def relu_fwd(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """max(x, 0); exact in every dtype, NaN propagates."""
+        return np.maximum(x, x.dtype.type(0), out=out)
+
+    def relu_bwd(self, y: np.ndarray, gy: np.ndarray, out: np.ndarray | None = None):
+        """gy where y > 0, else 0: the gradient at the kink x = 0 is 0, as in PyTorch."""
+        return _where(y > 0, gy, gy.dtype.type(0), gy.dtype, out)
+
+    def leaky_relu_fwd(self, x: np.ndarray, slope: float, out: np.ndarray | None = None):
+        """x where x > 0, else slope * x."""
+        xc = _up(x)
+        return _where(xc > 0, xc, xc * _scalar(slope, x.dtype), x.dtype, out)
+
+    def leaky_relu_bwd(self, x: np.ndarray, gy: np.ndarray, slope: float,
+                       out: np.ndarray | None = None) -> np.ndarray:
+        """gy where x > 0, else slope * gy (slope at x = 0, as in PyTorch)."""
+        gyc = _up(gy)
+        return _where(x > 0, gyc, gyc * _scalar(slope, x.dtype), x.dtype, out)
+
+    def elu_fwd(self, x: np.ndarray, alpha: float, out: np.ndarray | None = None) -> np.ndarray:
+        """x where x > 0, else alpha * expm1(x); expm1 only sees min(x, 0)."""
+        xc = _up(x)
+        e = np.minimum(xc, 0)
+        np.expm1(e, out=e)
+        e *= _scalar(alpha, x.dtype)
+        return _where(xc > 0, xc, e, x.dtype, out)
+
+    def elu_bwd(self, y: np.ndarray, gy: np.ndarray, alpha: float,
+                out: np.ndarray | None = None) -> np.ndarray:
+        """From the output: gy where y > 0, else gy * (y + alpha)."""
+        yc, gyc = _up(y), _up(gy)
+        return _where(yc > 0, gyc, gyc * (yc + _scalar(alpha, y.dtype)), y.dtype, out)
+
+    def gelu_fwd(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """x * Phi(x) (erf form). Phi is evaluated in float64 and the product rounded once."""
+        x64 = x.astype(np.float64)
+        cdf, _ = _normal_cdf_pdf(x64)
+        cdf *= x64
+        return _finish(cdf, x.dtype, out)
+
+    def gelu_bwd(self, x: np.ndarray, gy: np.ndarray, out: np.ndarray | None = None):
+        """gy * (Phi(x) + x phi(x)), in float64 and rounded once."""
+        x64 = x.astype(np.float64)
+        cdf, pdf = _normal_cdf_pdf(x64)
+        pdf *= x64
+        pdf += cdf
+        pdf *= gy
+        return _finish(pdf, x.dtype, out)
+
+    def gelu_tanh_fwd(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), PyTorch's approximate='tanh'."""
+        xc = _up(x)
+        _, t = _gelu_tanh_parts(xc)
+        t += 1
+        t *= xc
+        return _finish(np.multiply(t, 0.5, out=_dest(out, x.dtype)), x.dtype, out)
+
+    def gelu_tanh_bwd(self, x: np.ndarray, gy: np.ndarray, out: np.ndarray | None = None):
+        """gy (0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2)) with x clamped to +-10."""
+        xc, t = _gelu_tanh_parts(_up(x))
+        dinner = xc * xc
+        dinner *= 3 * _GELU_TANH_C
+        dinner += 1
+        dinner *= _GELU_TANH_K
+        sech2 = t * t
+        np.subtract(1, sech2, out=sech2)
+        dinner *= sech2
+        dinner *= xc
+        t += 1
+        t += dinner
+        t *= 0.5
+        return _finish(np.multiply(t, _up(gy), out=_dest(out, x.dtype)), x.dtype, out)
+
+    def silu_fwd(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """x * sigmoid(x)."""
+        xc = _up(x)
+        s = _logistic(xc)
+        return _finish(np.multiply(s, xc, out=_dest(out, x.dtype)), x.dtype, out)
+
+    def silu_bwd(self, x: np.ndarray, gy: np.ndarray, out: np.ndarray | None = None):
+        """gy * s (1 + x (1 - s)), s = sigmoid(x); finite at x = +-1000."""
+        xc = _up(x)
+        s = _logistic(xc)
+        r = 1 - s
+        r *= xc
+        r += 1
+        r *= s
+        return _finish(np.multiply(r, _up(gy), out=_dest(out, x.dtype)), x.dtype, out)
+
+    def sigmoid_fwd(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """1 / (1 + exp(-x)) without overflow."""
+        return _finish(_logistic(_up(x)), x.dtype, out)
+
+    def sigmoid_bwd(self, y: np.ndarray, gy: np.ndarray, out: np.ndarray | None = None):
+        """From the output: gy * y (1 - y)."""
+        yc = _up(y)
+        r = 1 - yc
+        r *= yc
+        return _finish(np.multiply(r, _up(gy), out=_dest(out, y.dtype)), y.dtype, out)
+
+    def tanh_fwd(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """tanh(x)."""
+        return _finish(np.tanh(_up(x), out=_dest(out, x.dtype)), x.dtype, out)
+
+    def tanh_bwd(self, y: np.ndarray, gy: np.ndarray, out: np.ndarray | None = None):
+        """From the output: gy (1 - y^2)."""
+        yc = _up(y)
+        r = yc * yc
+        np.subtract(1, r, out=r)
+        return _finish(np.multiply(r, _up(gy), out=_dest(out, y.dtype)), y.dtype, out)
+
+    def softplus_fwd(self, x: np.ndarray, beta: float, threshold: float,
+                     out: np.ndarray | None = None) -> np.ndarray:
+        """PyTorch's softplus: x where beta x > threshold, else log(1 + exp(beta x)) / beta."""
+        xc = _up(x)
+        b = _scalar(beta, x.dtype)
+        bx = xc * b
+        r = _log1pexp(bx)
+        r /= b
+        return _where(bx > _scalar(threshold, x.dtype), xc, r, x.dtype, out)
+
+    def softplus_bwd(self, x: np.ndarray, gy: np.ndarray, beta: float, threshold: float,
+                     out: np.ndarray | None = None) -> np.ndarray:
+        """gy where beta x > threshold, else gy * sigmoid(beta x)."""
+        bx = _up(x) * _scalar(beta, x.dtype)
+        gyc = _up(gy)
+        r = _logistic(bx)
+        r *= gyc
+        return _where(bx > _scalar(threshold, x.dtype), gyc, r, x.dtype, out)
+
+    def bias_relu_fwd(self, z: np.ndarray, b: np.ndarray, out: np.ndarray | None = None):
+        """relu(z + b) for z (N, F), b (F,); the sum is rounded only in the output."""
+        s = _up(z) + _up(b)
+        return _finish(np.maximum(s, 0, out=s), z.dtype, out)
+
+    def bias_sigmoid_fwd(self, z: np.ndarray, b: np.ndarray, out: np.ndarray | None = None):
+        """sigmoid(z + b) for z (N, F), b (F,)."""
+        return _finish(_logistic(_up(z) + _up(b)), z.dtype, out)
+
+    def bias_tanh_fwd(self, z: np.ndarray, b: np.ndarray, out: np.ndarray | None = None):
+        """tanh(z + b) for z (N, F), b (F,)."""
+        s = _up(z) + _up(b)
+        return _finish(np.tanh(s, out=s), z.dtype, out)
+
+    # losses
+
+    def softmax_xent_bwd(self, p: np.ndarray, target: np.ndarray, scale: Any,
+                         out: np.ndarray | None = None) -> np.ndarray:
+        """(p - onehot(target)) * scale for probabilities p (N, C) and int64 target (N,);
+        scale (gy / N) is a float or a 1-element array."""
+        pc = _up(p)
+        s = _scalar(scale, p.dtype)
+        r = pc * s
+        rows = np.arange(p.shape[0])
+        r[rows, target] = (pc[rows, target] - 1) * s  # the same rounding as the CUDA kernel
+        return _finish(r, p.dtype, out)
+
+    # optimizers: one tensor, in place, PyTorch's order of operations
+
+    def sgd_step(self, p: np.ndarray, g: np.ndarray, buf: np.ndarray | None, lr: float,
+                 momentum: float, dampening: float, weight_decay: float, nesterov: bool,
+                 first_step: bool = False) -> None:
+        """torch.optim.SGD on one tensor; buf is None when momentum == 0, and first_step=True
+        sets buf = g as PyTorch does on its first step."""
+        dt = p.dtype
+        pc, d = _up(p), _up(g)
+        if weight_decay != 0:
+            d = d + _scalar(weight_decay, dt) * pc  # a new array: g is never modified
+        if momentum != 0:
+            bc = _up(buf)
+            if first_step:
+                np.copyto(bc, d)
+            else:
+                bc *= _scalar(momentum, dt)
+                bc += _scalar(1.0 - dampening, dt) * d
+            d = d + _scalar(momentum, dt) * bc if nesterov else bc
+            if bc is not buf:
+                np.copyto(buf, bc, casting="same_kind")
+        pc -= _scalar(lr, dt) * d
+        if pc is not p:
+            np.copyto(p, pc, casting="same_kind")
+
+    def adam_step(self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float,
+                  beta1: float, beta2: float, eps: float, weight_decay: float,
+                  step: int) -> None:
+        """torch.optim.Adam on one tensor; weight decay is L2 added to the gradient."""
+        self._adam(p, g, m, v, lr, beta1, beta2, eps, step, l2=weight_decay, decay=1.0)
+
+    def adamw_step(self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray,
+                   lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
+                   step: int) -> None:
+        """torch.optim.AdamW on one tensor; decoupled decay p *= 1 - lr * weight_decay."""
+        self._adam(p, g, m, v, lr, beta1, beta2, eps, step, l2=0.0,
+                   decay=1.0 - lr * weight_decay)
+
+    def _adam(self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float,
+              beta1: float, beta2: float, eps: float, step: int, l2: float,
+              decay: float) -> None:
+        dt = p.dtype
+        step_size = _scalar(lr / (1.0 - beta1 ** step), dt)
+        bc2_sqrt = _scalar(math.sqrt(1.0 - beta2 ** step), dt)
+        pc, gc, mc, vc = _up(p), _up(g), _up(m), _up(v)
+        if l2 != 0:
+            gc = gc + _scalar(l2, dt) * pc
+        if decay != 1:
+            pc *= _scalar(decay, dt)
+        mc += _scalar(1.0 - beta1, dt) * (gc - mc)  # PyTorch's lerp for weights below 0.5
+        vc *= _scalar(beta2, dt)
+        vc += _scalar(1.0 - beta2, dt) * gc * gc
+        denom = np.sqrt(vc)
+        denom /= bc2_sqrt
+        denom += _scalar(eps, dt)
+        np.divide(mc, denom, out=denom)
+        denom *= step_size
+        pc -= denom
+        for state, compute in ((p, pc), (m, mc), (v, vc)):
+            if compute is not state:
+                np.copyto(state, compute, casting="same_kind")
+
+    def rmsprop_step(self, p: np.ndarray, g: np.ndarray, sq: np.ndarray, lr: float,
+                     alpha: float, eps: float, weight_decay: float, momentum: float,
+                     buf: np.ndarray | None) -> None:
+        """torch.optim.RMSprop (centered=False) on one tensor; buf is None when momentum == 0."""
+        dt = p.dtype
+        pc, gc, sc = _up(p), _up(g), _up(sq)
+        if weight_decay != 0:
+            gc = gc + _scalar(weight_decay, dt) * pc
+        sc *= _scalar(alpha, dt)
+        sc += _scalar(1.0 - alpha, dt) * gc * gc
+        d = np.sqrt(sc)
+        d += _scalar(eps, dt)
+        np.divide(gc, d, out=d)
+        pairs = [(p, pc), (sq, sc)]
+        if momentum != 0:
+            bc = _up(buf)
+            bc *= _scalar(momentum, dt)
+            bc += d
+            d = bc
+            pairs.append((buf, bc))
+        pc -= _scalar(lr, dt) * d
+        for state, compute in pairs:
+            if compute is not state:
+                np.copyto(state, compute, casting="same_kind")

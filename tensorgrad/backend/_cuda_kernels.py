@@ -1,0 +1,194 @@
+"""The CUDA kernels: one table of CuPy ElementwiseKernels over the sources in kernels/*.cuh.
+
+The only module that knows kernels/ exists. Each kernel is compiled on first use and then kept
+as an attribute of the `CudaKernels` object, so later calls cost one attribute lookup. CuPy is
+imported when a `CudaKernels` is created, never at module import. The NumPy twins of every
+method, with the same names and semantics, are in `_cpu_kernels.py`.
+
+Calling convention (same as `CpuKernels`): arrays of one float dtype (float16, float32,
+float64) in, a new array out, or the caller's array when `out` is passed; raw kernels take
+`out` positionally as their last argument. Scalars are `float64` kernel parameters that each
+body casts to the compute type (float for float16 and float32, double for double), so a NumPy
+float64 scalar never changes the output dtype and float16 arrays compute with float32 scalars.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Installed wheels carry the sources inside the package (pyproject force-includes kernels/ as
+# tensorgrad/_kernels); a source checkout has them in the repository's kernels/.
+_SOURCE_DIRS = (
+    Path(__file__).resolve().parent.parent / "_kernels",
+    Path(__file__).resolve().parents[2] / "kernels",
+)
+
+# key: (source file, in_params, out_params, body); the CuPy kernel is named tg_<key>. Keys
+# that a CudaKernels method calls (as self._<key>, to order arguments or derive scalars) are
+# internal to it; every other key is a public method as it stands. T is the array dtype;
+# float64 scalars are cast with tg_real<T>.
+_KERNELS: dict[str, tuple[str, str, str, str]] = {
+    "relu_fwd": ("activations.cuh", "T x", "T y", "y = tg_relu(x)"),
+    "relu_bwd": ("activations.cuh", "T y, T gy", "T gx", "gx = tg_relu_grad(y, gy)"),
+    "leaky_relu_fwd": ("activations.cuh", "T x, float64 slope", "T y",
+                       "y = tg_leaky_relu(x, tg_real<T>(slope))"),
+    "leaky_relu_bwd": ("activations.cuh", "T x, T gy, float64 slope", "T gx",
+                       "gx = tg_leaky_relu_grad(x, gy, tg_real<T>(slope))"),
+    "elu_fwd": ("activations.cuh", "T x, float64 alpha", "T y",
+                "y = tg_elu(x, tg_real<T>(alpha))"),
+    "elu_bwd": ("activations.cuh", "T y, T gy, float64 alpha", "T gx",
+                "gx = tg_elu_grad(y, gy, tg_real<T>(alpha))"),
+    "gelu_fwd": ("activations.cuh", "T x", "T y", "y = tg_gelu(x)"),
+    "gelu_bwd": ("activations.cuh", "T x, T gy", "T gx", "gx = tg_gelu_grad(x, gy)"),
+    "gelu_tanh_fwd": ("activations.cuh", "T x", "T y", "y = tg_gelu_tanh(x)"),
+    "gelu_tanh_bwd": ("activations.cuh", "T x, T gy", "T gx", "gx = tg_gelu_tanh_grad(x, gy)"),
+    "silu_fwd": ("activations.cuh", "T x", "T y", "y = tg_silu(x)"),
+    "silu_bwd": ("activations.cuh", "T x, T gy", "T gx", "gx = tg_silu_grad(x, gy)"),
+    "sigmoid_fwd": ("activations.cuh", "T x", "T y", "y = tg_sigmoid(x)"),
+    "sigmoid_bwd": ("activations.cuh", "T y, T gy", "T gx", "gx = tg_sigmoid_grad(y, gy)"),
+    "tanh_fwd": ("activations.cuh", "T x", "T y", "y = tg_tanh(x)"),
+    "tanh_bwd": ("activations.cuh", "T y, T gy", "T gx", "gx = tg_tanh_grad(y, gy)"),
+    "softplus_fwd": ("activations.cuh", "T x, float64 beta, float64 threshold", "T y",
+                     "y = tg_softplus(x, tg_real<T>(beta), tg_real<T>(threshold))"),
+    "softplus_bwd": ("activations.cuh", "T x, T gy, float64 beta, float64 threshold", "T gx",
+                     "gx = tg_softplus_grad(x, gy, tg_real<T>(beta), tg_real<T>(threshold))"),
+    "bias_relu_fwd": ("activations.cuh", "T z, T b", "T y", "y = tg_bias_relu(z, b)"),
+    "bias_sigmoid_fwd": ("activations.cuh", "T z, T b", "T y", "y = tg_bias_sigmoid(z, b)"),
+    "bias_tanh_fwd": ("activations.cuh", "T z, T b", "T y", "y = tg_bias_tanh(z, b)"),
+    # target arrives as (N, 1) and broadcasts along the classes; i is the C-order index of the
+    # (N, C) output, so i % ncls is the class of this element. scale is read on the device
+    # (raw, any 1-element array) so that gy / N never makes a host round trip.
+    "softmax_xent_bwd": ("losses.cuh", "T p, int64 target, raw S scale, int64 ncls", "T gx",
+                         "gx = tg_softmax_xent_grad(p, target == i % ncls, "
+                         "tg_real<T>(scale[0]))"),
+    # Optimizer steps: parameter and state are outputs updated in place, loaded into the
+    # compute type, stepped, and stored back (one rounding per step for float16).
+    "sgd_step": ("optimizers.cuh", "T g, float64 lr, float64 wd", "T p",
+                 "tg_real<T> pc = p; tg_sgd_step(pc, g, lr, wd); p = pc"),
+    "sgd_momentum_step": (
+        "optimizers.cuh",
+        "T g, float64 lr, float64 momentum, float64 dampening, float64 wd, bool nesterov, "
+        "bool first",
+        "T p, T buf",
+        "tg_real<T> pc = p, bc = buf; "
+        "tg_sgd_momentum_step(pc, g, bc, lr, momentum, dampening, wd, nesterov, first); "
+        "p = pc; buf = bc"),
+    "adam_step": (
+        "optimizers.cuh",
+        "T g, float64 l2, float64 decay, float64 beta1, float64 beta2, float64 step_size, "
+        "float64 bc2_sqrt, float64 eps",
+        "T p, T m, T v",
+        "tg_real<T> pc = p, mc = m, vc = v; "
+        "tg_adam_step(pc, g, mc, vc, l2, decay, beta1, beta2, step_size, bc2_sqrt, eps); "
+        "p = pc; m = mc; v = vc"),
+    "rmsprop_step": (
+        "optimizers.cuh",
+        "T g, float64 lr, float64 alpha, float64 eps, float64 wd",
+        "T p, T sq",
+        "tg_real<T> pc = p, sc = sq; tg_rmsprop_step(pc, g, sc, lr, alpha, eps, wd); "
+        "p = pc; sq = sc"),
+    "rmsprop_momentum_step": (
+        "optimizers.cuh",
+        "T g, float64 lr, float64 alpha, float64 eps, float64 wd, float64 momentum",
+        "T p, T sq, T buf",
+        "tg_real<T> pc = p, sc = sq, bc = buf; "
+        "tg_rmsprop_momentum_step(pc, g, sc, bc, lr, alpha, eps, wd, momentum); "
+        "p = pc; sq = sc; buf = bc"),
+}
+
+
+def _find_source(name: str) -> Path:
+    """The path of kernels/<name>: inside the installed package first, then the checkout."""
+    for folder in _SOURCE_DIRS:
+        path = folder / name
+        if path.is_file():
+            return path
+    looked = ", ".join(str(folder / name) for folder in _SOURCE_DIRS)
+    raise FileNotFoundError(f"CUDA kernel source {name!r} not found; looked in: {looked}")
+
+
+@functools.cache
+def _preamble(source: str) -> str:
+    """common.cuh followed by the family file: the preamble of every kernel of that family."""
+    common = _find_source("common.cuh").read_text(encoding="utf-8")
+    return common + "\n" + _find_source(source).read_text(encoding="utf-8")
+
+
+class CudaKernels:
+    """Each kernel is built on first use and then kept as a plain attribute.
+
+    Table keys without a method here are attributes holding the raw ElementwiseKernel; the
+    methods below wrap the keys whose arguments need ordering or derived scalars.
+    """
+
+    def __init__(self) -> None:
+        import cupy
+
+        self._cupy = cupy
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only on a miss: the first use of a kernel. `_<key>` is the raw kernel behind
+        # a wrapper method of the same key.
+        key = name[1:] if name.startswith("_") else name
+        try:
+            source, in_params, out_params, body = _KERNELS[key]
+        except KeyError:
+            raise AttributeError(f"no CUDA kernel named {name!r}") from None
+        kernel = self._cupy.ElementwiseKernel(
+            in_params, out_params, body, f"tg_{key}", preamble=_preamble(source))
+        setattr(self, name, kernel)  # later lookups never reach __getattr__
+        return kernel
+
+    def softmax_xent_bwd(self, p: Any, target: Any, scale: Any, out: Any = None) -> Any:
+        """(p - onehot(target)) * scale for p (N, C), target int64 (N,), scale gy / N."""
+        if not isinstance(scale, self._cupy.ndarray):
+            # A host scalar becomes a 1-element device array by a fill kernel, not a copy.
+            scale = self._cupy.full((1,), float(np.reshape(scale, ())), dtype=np.float64)
+        args = (p, target.reshape(-1, 1), scale, p.shape[-1])
+        return self._softmax_xent_bwd(*args) if out is None else self._softmax_xent_bwd(*args, out)
+
+    def sgd_step(self, p: Any, g: Any, buf: Any, lr: float, momentum: float, dampening: float,
+                 weight_decay: float, nesterov: bool, first_step: bool = False) -> None:
+        """torch.optim.SGD on one tensor, in place; buf is None when momentum == 0, and
+        first_step=True sets buf = g as PyTorch does on its first step."""
+        if momentum == 0:
+            self._sgd_step(g, float(lr), float(weight_decay), p)
+        else:
+            self._sgd_momentum_step(g, float(lr), float(momentum), float(dampening),
+                                    float(weight_decay), bool(nesterov), bool(first_step),
+                                    p, buf)
+
+    def adam_step(self, p: Any, g: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float,
+                  eps: float, weight_decay: float, step: int) -> None:
+        """torch.optim.Adam on one tensor, in place; weight decay is L2 added to g."""
+        self._adam(p, g, m, v, lr, beta1, beta2, eps, step, l2=weight_decay, decay=1.0)
+
+    def adamw_step(self, p: Any, g: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float,
+                   eps: float, weight_decay: float, step: int) -> None:
+        """torch.optim.AdamW on one tensor, in place; decoupled decay p *= 1 - lr * wd."""
+        self._adam(p, g, m, v, lr, beta1, beta2, eps, step, l2=0.0,
+                   decay=1.0 - lr * weight_decay)
+
+    def _adam(self, p: Any, g: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float,
+              eps: float, step: int, l2: float, decay: float) -> None:
+        # Bias corrections in double on the host, once per step, as PyTorch does.
+        step_size = lr / (1.0 - beta1 ** step)
+        bc2_sqrt = math.sqrt(1.0 - beta2 ** step)
+        self._adam_step(g, float(l2), float(decay), float(beta1), float(beta2),
+                        float(step_size), bc2_sqrt, float(eps), p, m, v)
+
+    def rmsprop_step(self, p: Any, g: Any, sq: Any, lr: float, alpha: float, eps: float,
+                     weight_decay: float, momentum: float, buf: Any) -> None:
+        """torch.optim.RMSprop (centered=False) on one tensor, in place; buf is None when
+        momentum == 0."""
+        if momentum == 0:
+            self._rmsprop_step(g, float(lr), float(alpha), float(eps), float(weight_decay),
+                               p, sq)
+        else:
+            self._rmsprop_momentum_step(g, float(lr), float(alpha), float(eps),
+                                        float(weight_decay), float(momentum), p, sq, buf)
