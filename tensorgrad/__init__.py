@@ -6,6 +6,7 @@ The public names of the API contract (shared API.md) and nothing else.
 from __future__ import annotations
 
 from . import autograd, cuda
+from . import data, viz
 from ._creation import (arange, empty, empty_like, eye, from_dlpack, from_numpy, full,
                         full_like, linspace, manual_seed, ones, ones_like, rand, rand_like,
                         randint, randn, randn_like, tensor, zeros, zeros_like)
@@ -27,6 +28,7 @@ from .ops.reduction import (all, amax, amin, any, argmax, argmin, logsumexp, max
                             prod, std, sum, var)
 from .ops.shape import (broadcast_to, cat, chunk, expand, flatten, pad, permute, reshape,
                         split, squeeze, stack, transpose, unsqueeze, view)
+from .serialization import SerializationError, load, save
 
 bool = bool_  # noqa: A001  (tg.bool, as torch.bool)
 device = Device
@@ -34,7 +36,8 @@ device = Device
 __version__ = "0.1.0"
 
 __all__ = [
-    "Device", "DeviceMismatchError", "DeviceUnavailableError", "DType", "Tensor",
+    "Device", "DeviceMismatchError", "DeviceUnavailableError", "DType", "SerializationError",
+    "Tensor", "data", "load", "save", "viz",
     "abs", "add", "all", "amax", "amin", "any", "arange", "argmax", "argmin", "autograd",
     "bool", "broadcast_to", "cat", "chunk", "clamp", "clip", "clone", "cos", "cuda", "device",
     "div", "elu", "empty", "empty_like", "enable_grad", "eq", "exp", "expand", "eye",
