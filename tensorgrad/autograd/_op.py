@@ -122,6 +122,8 @@ class Op:
         if cls.is_view and isinstance(inputs[0], Tensor):
             tensors[0]._version = inputs[0]._version
         if ctx.saved:
+            if not multi and outs[0] is not out:  # a 0-d result came back as a NumPy scalar
+                ctx.saved = tuple(outs[0] if v is out else v for v in ctx.saved)
             ctx.saved = _describe_saved(ctx.saved, inputs, arrays, outs, tensors)
         if anomaly_enabled.get():
             ctx.trace = "".join(traceback.format_stack()[:-2])

@@ -59,6 +59,7 @@ class Extremum(Op):
         if x.size == 0:
             raise ValueError("max/min of an empty tensor has no value")
         y = x.max(axis=dims, keepdims=True) if largest else x.min(axis=dims, keepdims=True)
+        y = ctx.xp.asarray(y)  # a 0-d x reduces to a NumPy scalar, not an array
         ctx.save_for_backward(x, y)
         ctx.dims = dims
         return y if keepdim else y.reshape(tuple(n for i, n in enumerate(x.shape)
@@ -117,8 +118,9 @@ class Prod(Op):
         right = xp.flip(xp.cumprod(xp.flip(xp.concatenate([flat[..., 1:], ones], axis=-1),
                                            axis=-1), axis=-1), axis=-1)
         others = (left * right).reshape(moved.shape)
-        others = xp.transpose(others, np.argsort(rest + list(dims)))
-        return _expand_back(gy, a.shape, dims) * Tensor._make(xp.ascontiguousarray(others),
+        # ascontiguousarray makes a 0-d array 1-d, hence the reshape.
+        others = xp.ascontiguousarray(xp.transpose(others, np.argsort(rest + list(dims))))
+        return _expand_back(gy, a.shape, dims) * Tensor._make(others.reshape(a.shape),
                                                                ctx.backend)
 
 

@@ -1,0 +1,238 @@
+"""One table of the differentiable ops (API.md "Methods and functions" and the operators), with
+the sample shapes, sampling domains and kinks the gradient and PyTorch tests draw from.
+
+Each `fn(m, *xs)` is written once for both libraries: `m` is `tensorgrad` or `torch`, and the
+body uses names the two share. Where PyTorch spells an op differently, `torch_fn` (same
+signature) is the reference; `torch_fn=None` with `torch=False` means there is no reference.
+A sample is one shape per tensor input; `T(shape)` marks an input that reaches the op as a
+transposed (non-contiguous) view of a contiguous leaf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+import tensorgrad as tg
+
+
+class T(NamedTuple):
+    """An input of `shape` given as the transpose of a contiguous leaf of the reversed last two
+    dims, so the op sees non-contiguous strides."""
+
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    fn: Callable[..., Any]
+    samples: tuple[tuple[Any, ...], ...]
+    low: float = -2.0
+    high: float = 2.0
+    kinks: tuple[float, ...] = ()      # sampled values keep at least `margin` away from these
+    margin: float = 0.1
+    domains: tuple[tuple[float, float], ...] | None = None  # per input, overrides low/high
+    torch_fn: Callable[..., Any] | None = None
+    torch: bool = True
+    double_backward: bool = True
+    float16: bool = True               # forward defined and meaningful in float16
+
+    def call(self, m: Any, leaves: list[Any], samples: tuple[Any, ...]) -> Any:
+        """Apply the op to leaves, transposing those the sample marks with T."""
+        xs = [x.transpose(-2, -1) if isinstance(s, T) else x for x, s in zip(leaves, samples)]
+        fn = self.torch_fn if (self.torch_fn is not None and m.__name__ == "torch") else self.fn
+        return fn(m, *xs)
+
+
+def leaf_shape(s: Any) -> tuple[int, ...]:
+    """The contiguous leaf behind a sample shape."""
+    if isinstance(s, T):
+        return s.shape[:-2] + (s.shape[-1], s.shape[-2])
+    return tuple(s)
+
+
+def sample_arrays(spec: OpSpec, sample: tuple[Any, ...], rng: np.random.Generator
+                  ) -> list[np.ndarray]:
+    """float64 leaf values inside the op's domain and away from its kinks."""
+    arrays = []
+    for i, s in enumerate(sample):
+        low, high = spec.domains[i] if spec.domains else (spec.low, spec.high)
+        a = rng.uniform(low, high, size=leaf_shape(s))
+        for k in spec.kinks:
+            close = np.abs(a - k) < spec.margin
+            side = np.where(a >= k, 1.0, -1.0)
+            a = np.where(close, k + side * spec.margin * (1 + rng.uniform(0, 1, a.shape)), a)
+        arrays.append(np.asarray(a, dtype=np.float64))
+    return arrays
+
+
+def sample_inputs(spec: OpSpec, sample: tuple[Any, ...], rng: np.random.Generator,
+                  device: str = "cpu", dtype: Any = tg.float64) -> list[tg.Tensor]:
+    """Leaves for one sample, requiring grad."""
+    return [tg.tensor(a, dtype=dtype, device=device, requires_grad=True)
+            for a in sample_arrays(spec, sample, rng)]
+
+
+# Sample sets reused across the table.
+UNARY = (((3, 4),), ((),), ((1, 5),), (T((3, 4)),), ((2, 1, 3),))
+BINARY = (((3, 4), (3, 4)), ((3, 1), (1, 4)), ((), (2, 3)), ((2, 3), ()), ((4,), (2, 4)),
+          ((4, 1, 3), (2, 3)), ((1,), (5, 4)), (T((3, 4)), (3, 4)), (T((3, 4)), (1, 4)))
+MATRIX = (((3, 4),), (T((3, 4)),), ((1, 5),))
+REDUCE = (((3, 4),), (T((3, 4)),), ((2, 3, 4),), ((1, 4),))
+REDUCE_ALL = REDUCE + (((),),)
+
+
+def _torch_pad(m: Any, x: Any, pad: tuple[int, ...]) -> Any:
+    return m.nn.functional.pad(x, pad)
+
+
+def _torch_prod_dims(m: Any, x: Any, dims: tuple[int, ...], keepdim: bool) -> Any:
+    for d in sorted(dims, reverse=True):
+        x = x.prod(dim=d, keepdim=keepdim)
+    return x
+
+
+OPS: list[OpSpec] = [
+    # ---- elementwise math ------------------------------------------------------------------
+    OpSpec("exp", lambda m, x: m.exp(x), UNARY),
+    OpSpec("log", lambda m, x: m.log(x), UNARY, low=0.2, high=3.0),
+    OpSpec("sqrt", lambda m, x: x.sqrt(), UNARY, low=0.2, high=3.0),
+    OpSpec("sin", lambda m, x: m.sin(x), UNARY, low=-3.0, high=3.0),
+    OpSpec("cos", lambda m, x: x.cos(), UNARY, low=-3.0, high=3.0),
+    OpSpec("tanh", lambda m, x: m.tanh(x), UNARY),
+    OpSpec("sigmoid", lambda m, x: x.sigmoid(), UNARY, low=-4.0, high=4.0),
+    OpSpec("relu", lambda m, x: m.relu(x), UNARY, kinks=(0.0,)),
+    OpSpec("leaky_relu", lambda m, x: m.leaky_relu(x, 0.1), UNARY, kinks=(0.0,),
+           torch_fn=lambda m, x: m.nn.functional.leaky_relu(x, 0.1)),
+    OpSpec("elu", lambda m, x: m.elu(x, 0.7), UNARY, kinks=(0.0,),
+           torch_fn=lambda m, x: m.nn.functional.elu(x, 0.7)),
+    OpSpec("gelu", lambda m, x: m.gelu(x), UNARY, torch_fn=lambda m, x: m.nn.functional.gelu(x)),
+    OpSpec("gelu_tanh", lambda m, x: m.gelu(x, approximate="tanh"), UNARY,
+           torch_fn=lambda m, x: m.nn.functional.gelu(x, approximate="tanh")),
+    OpSpec("silu", lambda m, x: m.silu(x), UNARY, torch_fn=lambda m, x: m.nn.functional.silu(x)),
+    OpSpec("softplus", lambda m, x: m.softplus(x, 2.0, 3.0), UNARY, kinks=(1.5,),
+           torch_fn=lambda m, x: m.nn.functional.softplus(x, 2.0, 3.0)),
+    OpSpec("abs", lambda m, x: abs(x), UNARY, kinks=(0.0,)),
+    OpSpec("abs_fn", lambda m, x: m.abs(x), UNARY, kinks=(0.0,)),
+    OpSpec("neg", lambda m, x: -x, UNARY),
+    OpSpec("clamp", lambda m, x: m.clamp(x, -0.5, 1.0), UNARY, kinks=(-0.5, 1.0)),
+    OpSpec("clamp_min", lambda m, x: x.clamp(min=0.3), UNARY, kinks=(0.3,)),
+    OpSpec("clip_max", lambda m, x: m.clip(x, max=-0.2), UNARY, kinks=(-0.2,)),
+    # ---- binary arithmetic -----------------------------------------------------------------
+    OpSpec("add", lambda m, a, b: a + b, BINARY),
+    OpSpec("add_fn", lambda m, a, b: m.add(a, b), BINARY[:3]),
+    OpSpec("sub", lambda m, a, b: a - b, BINARY),
+    OpSpec("mul", lambda m, a, b: a * b, BINARY),
+    OpSpec("div", lambda m, a, b: a / b, BINARY, kinks=(0.0,), margin=0.3),
+    OpSpec("pow", lambda m, a, b: a ** b, BINARY, domains=((0.3, 2.0), (-2.0, 2.0))),
+    OpSpec("maximum", lambda m, a, b: m.maximum(a, b), BINARY),
+    OpSpec("minimum", lambda m, a, b: a.minimum(b), BINARY),
+    OpSpec("matmul", lambda m, a, b: a @ b,
+           (((3, 4), (4, 5)), ((4,), (4, 5)), ((3, 4), (4,)), ((4,), (4,)),
+            ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (5, 4, 2)), (T((3, 4)), T((4, 2))),
+            ((1, 4), (4, 1)))),
+    OpSpec("matmul_fn", lambda m, a, b: m.matmul(a, b), (((2, 3), (3, 2)),)),
+    # ---- with Python scalars ---------------------------------------------------------------
+    OpSpec("add_scalar", lambda m, x: 1.5 + x, UNARY),
+    OpSpec("rsub_scalar", lambda m, x: 3 - x, UNARY),
+    OpSpec("mul_scalar", lambda m, x: x * 2.5, UNARY),
+    OpSpec("div_scalar", lambda m, x: x / 4, UNARY),
+    OpSpec("rdiv_scalar", lambda m, x: 2.0 / x, UNARY, kinks=(0.0,), margin=0.3),
+    OpSpec("pow_int", lambda m, x: x ** 3, UNARY),
+    OpSpec("pow_half", lambda m, x: x ** 0.5, UNARY, low=0.2, high=3.0),
+    OpSpec("pow_neg", lambda m, x: x ** -2, UNARY, kinks=(0.0,), margin=0.3),
+    OpSpec("rpow", lambda m, x: 2.0 ** x, UNARY),
+    OpSpec("pow_method", lambda m, x: x.pow(2), UNARY),
+    # ---- selection -------------------------------------------------------------------------
+    OpSpec("where", lambda m, a, b: m.where(a > 0.0, a, b),
+           (((3, 4), (3, 4)), ((3, 4), (1, 4)), ((2, 3), ()), (T((3, 4)), (3, 1))),
+           kinks=(0.0,)),
+    OpSpec("where_scalar", lambda m, x: m.where(x > 0.5, x * 2.0, 0.0), UNARY, kinks=(0.5,)),
+    OpSpec("masked_fill", lambda m, x: x.masked_fill(x > 0.5, -1.0), UNARY, kinks=(0.5,)),
+    OpSpec("masked_fill_bcast", lambda m, x: x.masked_fill(m.tensor([True, False, True]), 2.0),
+           (((4, 3),), ((3,),))),
+    # ---- reductions ------------------------------------------------------------------------
+    OpSpec("sum", lambda m, x: x.sum(), REDUCE_ALL),
+    OpSpec("sum_dim", lambda m, x: m.sum(x, 1), REDUCE),
+    OpSpec("sum_neg_dim_keepdim", lambda m, x: x.sum(dim=-1, keepdim=True), REDUCE),
+    OpSpec("sum_dims", lambda m, x: x.sum(dim=(2, 0)), (((2, 3, 4),), ((1, 1, 3),))),
+    OpSpec("sum_dims_keepdim", lambda m, x: x.sum(dim=(0, 2), keepdim=True), (((2, 3, 4),),)),
+    OpSpec("mean", lambda m, x: x.mean(), REDUCE_ALL),
+    OpSpec("mean_dims", lambda m, x: m.mean(x, dim=(-1, -2)), (((2, 3, 4),), (T((3, 4)),))),
+    OpSpec("mean_keepdim", lambda m, x: x.mean(dim=0, keepdim=True), REDUCE),
+    OpSpec("max", lambda m, x: x.max(), REDUCE_ALL),
+    OpSpec("max_dim", lambda m, x: x.max(dim=1).values, REDUCE),
+    OpSpec("max_dim_keepdim", lambda m, x: m.max(x, -1, keepdim=True)[0], REDUCE),
+    OpSpec("max_dims", lambda m, x: m.max(x, dim=(0, 2)), (((2, 3, 4),),),
+           torch_fn=lambda m, x: m.amax(x, dim=(0, 2))),
+    OpSpec("amax", lambda m, x: m.amax(x, dim=1), REDUCE),
+    OpSpec("min", lambda m, x: m.min(x), REDUCE_ALL),
+    OpSpec("min_dim", lambda m, x: x.min(dim=0).values, REDUCE),
+    OpSpec("amin_keepdim", lambda m, x: x.amin(dim=(0, 1), keepdim=True), REDUCE),
+    OpSpec("var", lambda m, x: x.var(), REDUCE),
+    OpSpec("var_dim", lambda m, x: m.var(x, dim=1), REDUCE),
+    OpSpec("var_biased", lambda m, x: x.var(dim=(0, 1), correction=0, keepdim=True), REDUCE),
+    OpSpec("std", lambda m, x: x.std(), REDUCE),
+    OpSpec("std_dim", lambda m, x: m.std(x, dim=-1, keepdim=True), REDUCE),
+    OpSpec("prod", lambda m, x: x.prod(), REDUCE_ALL, double_backward=False),
+    OpSpec("prod_dim", lambda m, x: m.prod(x, 1), REDUCE, double_backward=False),
+    OpSpec("prod_dims", lambda m, x: x.prod(dim=(0, 2), keepdim=True), (((2, 3, 4),),),
+           double_backward=False,
+           torch_fn=lambda m, x: _torch_prod_dims(m, x, (0, 2), True)),
+    OpSpec("logsumexp", lambda m, x: m.logsumexp(x, 1), REDUCE),
+    OpSpec("logsumexp_dims", lambda m, x: x.logsumexp(dim=(0, 1), keepdim=True), REDUCE),
+    OpSpec("softmax", lambda m, x: m.softmax(x, -1), REDUCE, low=-3.0, high=3.0),
+    OpSpec("softmax_dim0", lambda m, x: x.softmax(0), REDUCE),
+    OpSpec("log_softmax", lambda m, x: m.log_softmax(x, 1), REDUCE),
+    OpSpec("log_softmax_last", lambda m, x: x.log_softmax(-1), REDUCE),
+    # ---- shape -----------------------------------------------------------------------------
+    OpSpec("reshape", lambda m, x: x.reshape(4, 3), (((3, 4),), (T((3, 4)),), ((12,),))),
+    OpSpec("reshape_fn", lambda m, x: m.reshape(x, (2, -1)), (((3, 4),), ((2, 1, 3),))),
+    OpSpec("view", lambda m, x: x.view(-1), (((3, 4),), ((),))),
+    OpSpec("flatten", lambda m, x: m.flatten(x), (((2, 3, 4),), ((),), (T((3, 4)),))),
+    OpSpec("flatten_range", lambda m, x: x.flatten(1, 2), (((2, 3, 4, 1),),)),
+    OpSpec("transpose", lambda m, x: m.transpose(x, 0, 1), (((3, 4),), ((2, 3, 4),))),
+    OpSpec("transpose_method", lambda m, x: x.transpose(-1, 0), (((2, 3, 4),),)),
+    OpSpec("T", lambda m, x: x.T, (((3, 4),), ((1, 5),))),
+    OpSpec("permute", lambda m, x: x.permute(2, 0, 1), (((2, 3, 4),),)),
+    OpSpec("permute_fn", lambda m, x: m.permute(x, (1, 0)), (((3, 4),), (T((3, 4)),))),
+    OpSpec("squeeze", lambda m, x: x.squeeze(), (((1, 3, 1),), ((1,),))),
+    OpSpec("squeeze_dim", lambda m, x: m.squeeze(x, 0), (((1, 3, 1),), ((3, 1),))),
+    OpSpec("unsqueeze", lambda m, x: x.unsqueeze(1), (((3, 4),), ((3,),))),
+    OpSpec("unsqueeze_fn", lambda m, x: m.unsqueeze(x, -1), (((),), ((3,),))),
+    OpSpec("expand", lambda m, x: x.expand(2, 3, 4), (((3, 1),), ((4,),), ((),))),
+    OpSpec("expand_keep", lambda m, x: x.expand(-1, 4), (((3, 1),),)),
+    OpSpec("broadcast_to", lambda m, x: m.broadcast_to(x, (2, 3, 4)), (((1, 4),), ((3, 1),))),
+    OpSpec("cat", lambda m, a, b: m.cat([a, b], dim=1),
+           (((2, 3), (2, 4)), ((2, 1), (2, 2)), (T((2, 3)), (2, 1)))),
+    OpSpec("cat3", lambda m, a, b, c: m.cat((a, b, c)), (((2,), (1,), (3,)),)),
+    OpSpec("stack", lambda m, a, b: m.stack([a, b], dim=-1), (((2, 3), (2, 3)), ((), ()))),
+    OpSpec("split", lambda m, x: m.split(x, 2, dim=1), (((3, 5),), (T((3, 4)),))),
+    OpSpec("split_sections", lambda m, x: x.split([1, 3], 0), (((4, 2),),)),
+    OpSpec("chunk", lambda m, x: x.chunk(3, dim=0), (((7, 2),), ((3,),))),
+    OpSpec("chunk_fn", lambda m, x: m.chunk(x, 2, 1), (((2, 4),),)),
+    OpSpec("pad", lambda m, x: m.pad(x, (1, 2)), (((3, 4),), ((5,),)),
+           torch_fn=lambda m, x: _torch_pad(m, x, (1, 2))),
+    OpSpec("pad_2d", lambda m, x: m.pad(x, (0, 1, 2, 0)), (((3, 4),), (T((3, 4)),), ((2, 3, 4),)),
+           torch_fn=lambda m, x: _torch_pad(m, x, (0, 1, 2, 0))),
+    # ---- indexing --------------------------------------------------------------------------
+    OpSpec("getitem_int", lambda m, x: x[1], (((3, 4),), ((3,),))),
+    OpSpec("getitem_slices", lambda m, x: x[1:3, ::2], (((4, 5),), (T((4, 5)),))),
+    OpSpec("getitem_ellipsis_none", lambda m, x: x[..., None, -1], (((2, 3, 4),),)),
+    OpSpec("getitem_negstep", lambda m, x: x[::-1], (((4, 3),),),
+           torch_fn=lambda m, x: m.flip(x, (0,))),
+    OpSpec("getitem_list_repeat", lambda m, x: x[[1, 0, 1]], (((3, 4),), ((3,),))),
+    OpSpec("getitem_tensor", lambda m, x: x[m.tensor([[0, 2], [2, 2]])], (((3, 2),),)),
+    OpSpec("getitem_two_lists", lambda m, x: x[[0, 1, 1], [2, 0, 2]], (((2, 3),), (T((2, 3)),))),
+    OpSpec("getitem_mixed", lambda m, x: x[:, [0, 0, 2]], (((2, 3),),)),
+    OpSpec("getitem_mask", lambda m, x: x[x > 0.0], (((3, 4),),), kinks=(0.0,)),
+    # ---- copies ----------------------------------------------------------------------------
+    OpSpec("clone", lambda m, x: x.clone(), UNARY),
+]
+
+OPS_BY_NAME = {spec.name: spec for spec in OPS}
+if len(OPS_BY_NAME) != len(OPS):
+    raise RuntimeError("op_db: two OpSpecs share a name")
