@@ -151,10 +151,17 @@ def load(path: str | os.PathLike[str], device: str | Device | None = None) -> An
     as torch.load's map_location."""
     path = os.fspath(path)
     target = None if device is None else as_device(device)
+    # NumPy is handed an open file, not the path: on a broken zip, np.load(path) leaks the
+    # file it opened.
     with open(path, "rb") as f:
         _check_magic(path, f.read(6))
+        f.seek(0)
+        return _load_npz(path, f, target)
+
+
+def _load_npz(path: str, f: Any, target: Device | None) -> Any:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(f, allow_pickle=False) as npz:
             return _Decoder(path, npz, target).decode_file()
     except SerializationError:
         raise
