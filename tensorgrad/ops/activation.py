@@ -21,6 +21,15 @@ from .reduction import logsumexp
 from .reduction import sum as _sum
 
 
+def _call_kernel(kernel: Any, x: Any, *args: Any) -> Any:
+    """kernel(x, *args); a 0-d x goes in as shape (1,), because NumPy ufuncs turn 0-d arrays
+    into scalars that the CPU kernels' in-place steps cannot write to."""
+    if x.ndim:
+        return kernel(x, *args)
+    args = tuple(a.reshape(1) if getattr(a, "ndim", None) == 0 else a for a in args)
+    return kernel(x.reshape(1), *args).reshape(())
+
+
 class Activation(Op):
     """Base of the fused activations: `key` names the kernels, `from_output` says whether
     backward reads the output (True) or the input (False). `params` are the activation's
@@ -31,7 +40,7 @@ class Activation(Op):
 
     @classmethod
     def forward(cls, ctx: Op, x: Any, params: tuple[Any, ...] = ()) -> Any:
-        y = getattr(ctx.kernels, cls.key + "_fwd")(x, *params)
+        y = _call_kernel(getattr(ctx.kernels, cls.key + "_fwd"), x, *params)
         ctx.save_for_backward(y if cls.from_output else x)
         ctx.params = params
         return y
@@ -61,7 +70,7 @@ class ActivationGrad(Op):
                 params: tuple[Any, ...]) -> Any:
         ctx.save_for_backward(s, gy)
         ctx.activation, ctx.params = activation, params
-        return getattr(ctx.kernels, activation.key + "_bwd")(s, gy, *params)
+        return _call_kernel(getattr(ctx.kernels, activation.key + "_bwd"), s, gy, *params)
 
     @staticmethod
     def backward(ctx: Op, ggx: Tensor) -> tuple[Any, Any]:

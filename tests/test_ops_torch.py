@@ -1,0 +1,66 @@
+"""Every op of op_db against PyTorch: forward values per dtype (float16/32/64, against a float64
+reference from the same rounded inputs) and gradients of a random-weighted sum of the outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tensorgrad as tg
+from op_db import OPS, OpSpec, sample_arrays
+
+torch = pytest.importorskip("torch")
+
+# (rtol, atol) per dtype: forward values against the float64 reference.
+FORWARD_TOL = {"float16": (1e-2, 1e-2), "float32": (1e-5, 1e-5), "float64": (1e-10, 1e-12)}
+# Gradients computed in the dtype by both libraries.
+GRAD_TOL = {"float32": (1e-4, 1e-5), "float64": (1e-9, 1e-11)}
+
+TORCH_OPS = [s for s in OPS if s.torch]
+
+
+def _outputs(out: Any) -> list[Any]:
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+@pytest.mark.parametrize("dtype", list(FORWARD_TOL))
+@pytest.mark.parametrize("spec", TORCH_OPS, ids=lambda s: s.name)
+def test_forward_matches_torch(spec: OpSpec, dtype: str, device: str,
+                               rng: np.random.Generator) -> None:
+    rtol, atol = FORWARD_TOL[dtype]
+    for sample in spec.samples:
+        arrays = [a.astype(dtype) for a in sample_arrays(spec, sample, rng)]
+        outs = _outputs(spec.call(tg, [tg.tensor(a, device=device) for a in arrays], sample))
+        refs = _outputs(spec.call(torch, [torch.from_numpy(a.astype(np.float64))
+                                          for a in arrays], sample))
+        assert len(outs) == len(refs)
+        for out, ref in zip(outs, refs):
+            assert out.dtype.name == dtype, spec.name
+            assert out.shape == tuple(ref.shape), (spec.name, sample)
+            np.testing.assert_allclose(out.numpy().astype(np.float64), ref.numpy(),
+                                       rtol=rtol, atol=atol, err_msg=f"{spec.name} {sample}")
+
+
+@pytest.mark.parametrize("dtype", list(GRAD_TOL))
+@pytest.mark.parametrize("spec", TORCH_OPS, ids=lambda s: s.name)
+def test_gradients_match_torch(spec: OpSpec, dtype: str, device: str,
+                               rng: np.random.Generator) -> None:
+    rtol, atol = GRAD_TOL[dtype]
+    for sample in spec.samples:
+        arrays = [a.astype(dtype) for a in sample_arrays(spec, sample, rng)]
+        xs = [tg.tensor(a, device=device, requires_grad=True) for a in arrays]
+        ts = [torch.tensor(a, requires_grad=True) for a in arrays]
+        outs = _outputs(spec.call(tg, xs, sample))
+        refs = _outputs(spec.call(torch, ts, sample))
+        # A random-weighted sum, never all ones, so every output element's gradient counts.
+        weights = [rng.standard_normal(tuple(r.shape)).astype(dtype) for r in refs]
+        sum((o * tg.tensor(w, device=device)).sum() for o, w in zip(outs, weights)).backward()
+        sum((r * torch.from_numpy(w)).sum() for r, w in zip(refs, weights)).backward()
+        for i, (x, t) in enumerate(zip(xs, ts)):
+            expected = np.zeros(t.shape) if t.grad is None else t.grad.numpy()
+            assert x.grad is not None, (spec.name, sample, i)
+            assert x.grad.shape == x.shape and x.grad.dtype.name == dtype
+            np.testing.assert_allclose(x.grad.numpy(), expected, rtol=rtol, atol=atol,
+                                       err_msg=f"{spec.name} {sample} input {i}")
