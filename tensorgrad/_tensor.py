@@ -147,10 +147,10 @@ class Tensor:
         if self._data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, this one has shape "
                              f"{self.shape}")
-        return self._data.item()
+        return self._backend.to_numpy(self._data, ".item()").item()
 
     def tolist(self) -> Any:
-        return self.numpy().tolist()
+        return self._backend.to_numpy(self._data, ".tolist()").tolist()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         array = self.numpy()
@@ -230,7 +230,7 @@ class Tensor:
         if self._data.size != 1:
             raise RuntimeError(f"the truth value of a tensor with {self._data.size} elements "
                                "is ambiguous; use .any() or .all()")
-        return bool(self.item())
+        return bool(self._backend.to_numpy(self._data, "a Python branch on a tensor (bool())"))
 
     def __iter__(self) -> Iterator[Tensor]:
         if self._data.ndim == 0:
@@ -238,7 +238,8 @@ class Tensor:
         return (self[i] for i in range(self._data.shape[0]))
 
     def __repr__(self) -> str:
-        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(", precision=4)
+        values = self._backend.to_numpy(self._data, "printing a tensor")
+        body = np.array2string(values, separator=", ", prefix="tensor(", precision=4)
         extras = []
         if self.device.type != "cpu":
             extras.append(f"device='{self.device}'")

@@ -12,6 +12,10 @@ from typing import Any
 from .._device import Device, DeviceUnavailableError
 
 
+class CaptureError(RuntimeError):
+    """An operation that cannot be recorded into a CUDA graph was attempted while capturing."""
+
+
 class Backend:
     """What an op needs to know about a device: its array module and its kernels.
 
@@ -19,13 +23,14 @@ class Backend:
     with one GPU); else a callable returning a context manager that does.
     """
 
-    __slots__ = ("device", "xp", "kernels", "switch")
+    __slots__ = ("device", "xp", "kernels", "switch", "capturing")
 
     def asarray(self, data: Any, dtype: Any = None) -> Any:
         """Host data or an array (of any device) as an array on this device."""
         raise NotImplementedError
 
-    def to_numpy(self, array: Any) -> Any:
+    def to_numpy(self, array: Any, what: str = ".numpy()") -> Any:
+        """The array's values on the host; `what` names the user's operation in errors."""
         raise NotImplementedError
 
     def synchronize(self) -> None:

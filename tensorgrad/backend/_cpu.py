@@ -19,6 +19,7 @@ class CpuBackend(Backend):
         self.xp = np
         self.kernels = CpuKernels()
         self.switch = None
+        self.capturing = False
         self._rng = np.random.default_rng()
 
     def asarray(self, data: Any, dtype: Any = None) -> np.ndarray:
@@ -26,7 +27,7 @@ class CpuBackend(Backend):
             data = data.get()
         return np.asarray(data, dtype=dtype)
 
-    def to_numpy(self, array: np.ndarray) -> np.ndarray:
+    def to_numpy(self, array: np.ndarray, what: str = ".numpy()") -> np.ndarray:
         return array
 
     def scatter_add(self, target: np.ndarray, index: Any, values: np.ndarray) -> None:

@@ -6,12 +6,13 @@ The one place that knows how CUDA can fail: `probe()` turns each failure into a 
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import numpy as np
 
 from .._device import Device, DeviceUnavailableError
-from . import Backend
+from . import Backend, CaptureError
 
 
 def probe() -> str | None:
@@ -31,7 +32,7 @@ def probe() -> str | None:
 
 
 class CudaBackend(Backend):
-    __slots__ = ("_cupy", "_device_ctx", "_rng")
+    __slots__ = ("_cupy", "_device_ctx", "_rng", "_cublas")
 
     def __init__(self, device: Device) -> None:
         import cupy
@@ -49,6 +50,8 @@ class CudaBackend(Backend):
         self._cupy = cupy
         self._device_ctx = cupy.cuda.Device(device.index)
         self.switch = None if count == 1 else (lambda: cupy.cuda.Device(device.index))
+        self.capturing = False
+        self._cublas = None
         with self._device_ctx:
             self._rng = cupy.random.default_rng()
 
@@ -58,8 +61,33 @@ class CudaBackend(Backend):
                 return data.astype(dtype, copy=False) if dtype is not None else data
             return self._cupy.asarray(np.asarray(data, dtype=dtype))
 
-    def to_numpy(self, array: Any) -> np.ndarray:
+    def to_numpy(self, array: Any, what: str = ".numpy()") -> np.ndarray:
+        if self.capturing:
+            raise CaptureError(
+                f"{what} reads a tensor's values on the host, which waits for the GPU and "
+                "cannot be recorded into a CUDA graph. Return the tensor from the captured "
+                "function and read it after the call (for example loss.item() outside).")
         return self._cupy.asnumpy(array)
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        if a.dtype != b.dtype or a.dtype.kind != "f":
+            if self.capturing:
+                raise CaptureError(f"matmul of {a.dtype} and {b.dtype} arrays cannot be "
+                                   "captured; use floating-point tensors of one dtype")
+            return self._cupy.matmul(a, b)
+        return self.cublas().matmul(a, b)
+
+    def cublas(self) -> Any:
+        """This device's capture-safe cuBLAS handle, created on first use."""
+        if self._cublas is None:
+            from ._cublas import Cublas
+
+            with self._device_ctx:
+                self._cublas = Cublas(self._cupy)
+        return self._cublas
+
+    def new_graph(self) -> CudaGraph:
+        return CudaGraph(self)
 
     def device_count(self) -> int:
         return int(self._cupy.cuda.runtime.getDeviceCount())
@@ -79,3 +107,52 @@ class CudaBackend(Backend):
 
     def random(self) -> Any:
         return self._rng
+
+
+class CudaGraph:
+    """A CUDA graph with its own capture stream and private memory pool, kept alive with it:
+    what the captured work allocates is never handed to other work, so replays may write it."""
+
+    def __init__(self, backend: CudaBackend) -> None:
+        cupy = backend._cupy
+        self._backend = backend
+        with backend._device_ctx:
+            self._stream = cupy.cuda.Stream(non_blocking=True)
+        self._pool = cupy.cuda.MemoryPool()
+        self._graph: Any = None
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[CudaGraph]:
+        backend, cupy = self._backend, self._backend._cupy
+        if self._graph is not None:
+            raise RuntimeError("this CUDAGraph already holds a capture; create a new one")
+        if backend.capturing:
+            raise CaptureError("a capture is already running on this device")
+        with backend._device_ctx:
+            # Work queued on the current stream (inputs being written) must come first.
+            self._stream.wait_event(cupy.cuda.get_current_stream().record())
+            with self._stream, cupy.cuda.using_allocator(self._pool.malloc):
+                backend.cublas().bind(self._stream)
+                self._stream.begin_capture()
+                backend.capturing = True
+                try:
+                    yield self
+                except BaseException:
+                    backend.capturing = False
+                    with contextlib.suppress(Exception):
+                        self._stream.end_capture()
+                    raise
+                backend.capturing = False
+                self._graph = self._stream.end_capture()
+
+    def replay(self) -> None:
+        """Run the captured work again, on the current stream."""
+        if self._graph is None:
+            raise RuntimeError("replay() before anything was captured")
+        cupy = self._backend._cupy
+        with self._backend._device_ctx:
+            self._graph.launch(cupy.cuda.get_current_stream())
+
+    def pool_bytes(self) -> int:
+        """Bytes held by the graph's private memory pool."""
+        return int(self._pool.total_bytes())
