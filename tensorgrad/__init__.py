@@ -28,6 +28,7 @@ from .ops.reduction import (all, amax, amin, any, argmax, argmin, logsumexp, max
                             prod, std, sum, var)
 from .ops.shape import (broadcast_to, cat, chunk, expand, flatten, pad, permute, reshape,
                         split, squeeze, stack, transpose, unsqueeze, view)
+from . import nn, optim  # after the core names: they build on them
 from .serialization import SerializationError, load, save
 
 bool = bool_  # noqa: A001  (tg.bool, as torch.bool)
@@ -45,7 +46,8 @@ __all__ = [
     "full", "full_like", "ge", "gelu", "get_default_device", "getitem", "grad", "gt", "int32",
     "int64", "is_grad_enabled", "le", "leaky_relu", "linspace", "log", "log_softmax",
     "logsumexp", "lt", "manual_seed", "masked_fill", "matmul", "max", "maximum", "mean", "min",
-    "minimum", "mul", "ne", "neg", "no_grad", "ones", "ones_like", "pad", "permute", "pow",
+    "minimum", "mul", "ne", "neg", "nn", "no_grad", "ones", "ones_like", "optim", "pad",
+    "permute", "pow",
     "prod", "rand", "rand_like", "randint", "randn", "randn_like", "relu", "remainder",
     "reshape", "set_default_device", "sigmoid", "silu", "sin", "softmax", "softplus", "split",
     "sqrt", "squeeze", "stack", "std", "sub", "sum", "tanh", "tensor", "transpose",

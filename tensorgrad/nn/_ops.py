@@ -1,0 +1,159 @@
+"""The ops behind tg.nn's layers that the core op families do not have: sliding windows
+(Unfold / Fold, im2col and col2im, which convolution and pooling are built on) and the fused
+softmax cross-entropy with its fused backward.
+
+Each pair is each other's derivative (Unfold and Fold are adjoint linear maps; the fused
+cross-entropy backward is an op whose own backward is written in Tensor ops), so
+create_graph works through every layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._tensor import Tensor
+from ..autograd._op import Op
+from ..ops.activation import softmax
+from ..ops.reduction import sum as _sum
+
+Pair = tuple[int, int]
+
+
+def window_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """The number of window positions along one axis, as PyTorch (floor mode)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+class Unfold(Op):
+    """cols[n, i, j, c, a, b] = xpad[n, c, i*sh + a*dh, j*sw + b*dw]: every window of x
+    (N, C, H, W) as a contiguous (N, Ho, Wo, C, kh, kw) array; gx = Fold(gcols)."""
+
+    @staticmethod
+    def forward(ctx: Op, x: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair,
+                pad_value: float = 0.0) -> Any:
+        xp = ctx.xp
+        n, c, h, w = x.shape
+        ctx.geometry = (x.shape, kernel, stride, padding, dilation)
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+        if ph or pw:
+            x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
+        ho = window_out_size(h, kh, sh, ph, dh)
+        wo = window_out_size(w, kw, sw, pw, dw)
+        s = x.strides
+        # A strided view reads every window without copying; one copy makes it contiguous.
+        windows = xp.lib.stride_tricks.as_strided(
+            x, (n, ho, wo, c, kh, kw), (s[0], s[2] * sh, s[3] * sw, s[1], s[2] * dh, s[3] * dw))
+        return xp.ascontiguousarray(windows)
+
+    @staticmethod
+    def backward(ctx: Op, gcols: Tensor) -> Tensor:
+        return Fold.apply(gcols, geometry=ctx.geometry)
+
+
+class Fold(Op):
+    """The adjoint of Unfold (col2im): each window's values added back where it was read;
+    overlapping windows sum. gcols = Unfold(gx)."""
+
+    @staticmethod
+    def forward(ctx: Op, cols: Any, geometry: tuple[Any, ...]) -> Any:
+        ctx.geometry = geometry
+        (n, c, h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = geometry
+        _, ho, wo = cols.shape[:3]
+        out = ctx.xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+        # One strided add per kernel offset: kh * kw vectorized passes, not one per window.
+        for a in range(kh):
+            for b in range(kw):
+                rows = slice(a * dh, a * dh + sh * (ho - 1) + 1, sh)
+                columns = slice(b * dw, b * dw + sw * (wo - 1) + 1, sw)
+                out[:, :, rows, columns] += cols[:, :, :, :, a, b].transpose(0, 3, 1, 2)
+        if ph or pw:
+            out = ctx.xp.ascontiguousarray(out[:, :, ph:ph + h, pw:pw + w])
+        return out
+
+    @staticmethod
+    def backward(ctx: Op, gx: Tensor) -> Tensor:
+        _, kernel, stride, padding, dilation = ctx.geometry
+        return Unfold.apply(gx, kernel=kernel, stride=stride, padding=padding,
+                            dilation=dilation)
+
+
+class SoftmaxCrossEntropy(Op):
+    """loss_i = logsumexp(x_i) - x_i[t_i] for logits x (N, C) and class targets t (N,),
+    through log-softmax so large logits stay finite. Rows whose target is ignore_index count
+    neither in the loss nor in the mean; a target outside [0, C) gives NaN (checked on the
+    device: no host round trip). gx = (softmax(x) - onehot(t)) * gy / count, one fused
+    kernel in SoftmaxCrossEntropyGrad."""
+
+    @staticmethod
+    def forward(ctx: Op, x: Any, t: Any, ignore_index: int, reduction: str) -> Any:
+        xp = ctx.xp
+        shifted = x - x.max(axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        total = e.sum(axis=1, keepdims=True)
+        logp = shifted - xp.log(total)
+        valid = t != ignore_index
+        in_range = (t >= 0) & (t < x.shape[1])
+        tc = xp.where(in_range, t, 0)
+        nll = -xp.take_along_axis(logp, tc[:, None], axis=1)[:, 0]
+        nll = xp.where(valid, xp.where(in_range, nll, xp.nan), 0).astype(x.dtype, copy=False)
+        e /= total  # the probabilities backward needs, kept instead of logp
+        weight = valid.astype(x.dtype)
+        ctx.inv_count = None
+        if reduction == "none":
+            loss = nll
+        elif reduction == "sum":
+            loss = nll.sum()
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):  # every row ignored: NaN
+                ctx.inv_count = 1.0 / weight.sum()
+                weight *= ctx.inv_count
+                loss = nll.sum() * ctx.inv_count
+        ctx.save_for_backward(x, e, tc, weight)
+        ctx.reduction = reduction
+        return loss
+
+    @staticmethod
+    def backward(ctx: Op, gy: Tensor) -> tuple[Tensor, None]:
+        x, p, tc, weight = ctx.saved_tensors
+        return SoftmaxCrossEntropyGrad.apply(x, gy, p, tc, weight, reduction=ctx.reduction,
+                                             inv_count=ctx.inv_count), None
+
+
+class SoftmaxCrossEntropyGrad(Op):
+    """gx = (p - onehot(t)) * gy * w per row (w = 1/count or 1, 0 on ignored rows), p =
+    softmax(x); one kernel call for a scalar gy. Inputs x and gy carry gradients: its
+    backward is in Tensor ops, so second derivatives are recorded."""
+
+    @staticmethod
+    def forward(ctx: Op, x: Any, gy: Any, p: Any, tc: Any, weight: Any, reduction: str,
+                inv_count: Any) -> Any:
+        ctx.save_for_backward(x, gy, tc, weight)
+        ctx.reduction = reduction
+        if reduction == "none":
+            w = gy * weight
+            gx = p * w[:, None]
+            gx[ctx.xp.arange(p.shape[0]), tc] -= w
+            return gx
+        # scale stays a device array: gy / count never makes a host round trip.
+        scale = (gy if inv_count is None else gy * inv_count).reshape(1)
+        gx = ctx.kernels.softmax_xent_bwd(p, tc, scale)
+        gx *= (weight != 0)[:, None]  # ignored rows get no gradient
+        return gx
+
+    @staticmethod
+    def backward(ctx: Op, ggx: Tensor) -> tuple[Any, Any, None, None, None]:
+        x, gy, tc, weight = ctx.saved_tensors
+        need_x, need_gy = ctx.needs_input_grad[:2]
+        p = softmax(x, dim=1)
+        onehot = Tensor._make(
+            (ctx.xp.arange(x.shape[1]) == tc._data[:, None]).astype(x._data.dtype), ctx.backend)
+        w = gy * weight
+        gx = ggy = None
+        if need_x:
+            gx = (p * (ggx - _sum(ggx * p, 1, keepdim=True))) * w.unsqueeze(1)
+        if need_gy:
+            per_row = _sum(ggx * (p - onehot), 1) * weight
+            ggy = per_row if ctx.reduction == "none" else per_row.sum()
+        return gx, ggy, None, None, None
