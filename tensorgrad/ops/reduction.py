@@ -154,7 +154,7 @@ def _extremum(x: Tensor, dim: Any, keepdim: bool, largest: bool, what: str) -> A
         arg = x._data.argmax(axis=d) if largest else x._data.argmin(axis=d)
         idx = x._backend.xp.expand_dims(arg, d)
         values = TakeAlongDim.apply(x, Tensor._make(idx, x._backend), dim=d, keepdim=keepdim)
-        indices = Tensor._make(idx if keepdim else arg, x._backend)
+        indices = Tensor._make(idx if keepdim else x._backend.xp.asarray(arg), x._backend)
         return (MaxResult if largest else MinResult)(values, indices)
     return Extremum.apply(x, dims=_dims(x, dim, what), keepdim=keepdim, largest=largest)
 
@@ -209,7 +209,8 @@ def _arg(x: Tensor, dim: int | None, keepdim: bool, largest: bool, what: str) ->
             out = out.reshape((1,) * a.ndim)
     else:
         d = normalize_dim(dim, builtins.max(a.ndim, 1), what)
-        out = (a.argmax(axis=d) if largest else a.argmin(axis=d)).astype(np.int64)
+        out = x._backend.xp.asarray(a.argmax(axis=d) if largest else a.argmin(axis=d),
+                                    dtype=np.int64)  # 1-d input: a scalar, not an array
         if keepdim:
             out = x._backend.xp.expand_dims(out, d)
     return Tensor._make(out, x._backend)
