@@ -30,8 +30,8 @@ _SOURCE_DIRS = (
 
 # key: (source file, in_params, out_params, body); the CuPy kernel is named tg_<key>. Keys
 # that a CudaKernels method calls (as self._<key>, to order arguments or derive scalars) are
-# internal to it; every other key is a public method as it stands. T is the array dtype;
-# float64 scalars are cast with tg_real<T>.
+# internal to it; every other key is a public method as it stands. Placeholder types (T, I, S)
+# are arrays, concrete types are scalars; float64 scalars are cast with tg_real<T>.
 _KERNELS: dict[str, tuple[str, str, str, str]] = {
     "relu_fwd": ("activations.cuh", "T x", "T y", "y = tg_relu(x)"),
     "relu_bwd": ("activations.cuh", "T y, T gy", "T gx", "gx = tg_relu_grad(y, gy)"),
@@ -60,45 +60,45 @@ _KERNELS: dict[str, tuple[str, str, str, str]] = {
     "bias_relu_fwd": ("activations.cuh", "T z, T b", "T y", "y = tg_bias_relu(z, b)"),
     "bias_sigmoid_fwd": ("activations.cuh", "T z, T b", "T y", "y = tg_bias_sigmoid(z, b)"),
     "bias_tanh_fwd": ("activations.cuh", "T z, T b", "T y", "y = tg_bias_tanh(z, b)"),
-    # target arrives as (N, 1) and broadcasts along the classes; i is the C-order index of the
-    # (N, C) output, so i % ncls is the class of this element. scale is read on the device
-    # (raw, any 1-element array) so that gy / N never makes a host round trip.
-    "softmax_xent_bwd": ("losses.cuh", "T p, int64 target, raw S scale, int64 ncls", "T gx",
-                         "gx = tg_softmax_xent_grad(p, target == i % ncls, "
-                         "tg_real<T>(scale[0]))"),
+    # target (any integer dtype, I) arrives as (N, 1) and broadcasts along the classes; i is
+    # the C-order index of the (N, C) output, so i % ncls is the class of this element. scale
+    # is read on the device (raw, any 1-element array) so gy / N never makes a host round trip.
+    "softmax_xent_bwd": ("losses.cuh", "T p, I target, raw S scale, int64 ncls", "T gx",
+                         ("gx = tg_softmax_xent_grad(p, target == i % ncls, "
+                          "tg_real<T>(scale[0]))")),
     # Optimizer steps: parameter and state are outputs updated in place, loaded into the
     # compute type, stepped, and stored back (one rounding per step for float16).
     "sgd_step": ("optimizers.cuh", "T g, float64 lr, float64 wd", "T p",
                  "tg_real<T> pc = p; tg_sgd_step(pc, g, lr, wd); p = pc"),
     "sgd_momentum_step": (
         "optimizers.cuh",
-        "T g, float64 lr, float64 momentum, float64 dampening, float64 wd, bool nesterov, "
-        "bool first",
+        ("T g, float64 lr, float64 momentum, float64 dampening, float64 wd, bool nesterov, "
+         "bool first"),
         "T p, T buf",
-        "tg_real<T> pc = p, bc = buf; "
-        "tg_sgd_momentum_step(pc, g, bc, lr, momentum, dampening, wd, nesterov, first); "
-        "p = pc; buf = bc"),
+        ("tg_real<T> pc = p, bc = buf; "
+         "tg_sgd_momentum_step(pc, g, bc, lr, momentum, dampening, wd, nesterov, first); "
+         "p = pc; buf = bc")),
     "adam_step": (
         "optimizers.cuh",
-        "T g, float64 l2, float64 decay, float64 beta1, float64 beta2, float64 step_size, "
-        "float64 bc2_sqrt, float64 eps",
+        ("T g, float64 l2, float64 decay, float64 beta1, float64 beta2, float64 step_size, "
+         "float64 bc2_sqrt, float64 eps"),
         "T p, T m, T v",
-        "tg_real<T> pc = p, mc = m, vc = v; "
-        "tg_adam_step(pc, g, mc, vc, l2, decay, beta1, beta2, step_size, bc2_sqrt, eps); "
-        "p = pc; m = mc; v = vc"),
+        ("tg_real<T> pc = p, mc = m, vc = v; "
+         "tg_adam_step(pc, g, mc, vc, l2, decay, beta1, beta2, step_size, bc2_sqrt, eps); "
+         "p = pc; m = mc; v = vc")),
     "rmsprop_step": (
         "optimizers.cuh",
         "T g, float64 lr, float64 alpha, float64 eps, float64 wd",
         "T p, T sq",
-        "tg_real<T> pc = p, sc = sq; tg_rmsprop_step(pc, g, sc, lr, alpha, eps, wd); "
-        "p = pc; sq = sc"),
+        ("tg_real<T> pc = p, sc = sq; tg_rmsprop_step(pc, g, sc, lr, alpha, eps, wd); "
+         "p = pc; sq = sc")),
     "rmsprop_momentum_step": (
         "optimizers.cuh",
         "T g, float64 lr, float64 alpha, float64 eps, float64 wd, float64 momentum",
         "T p, T sq, T buf",
-        "tg_real<T> pc = p, sc = sq, bc = buf; "
-        "tg_rmsprop_momentum_step(pc, g, sc, bc, lr, alpha, eps, wd, momentum); "
-        "p = pc; sq = sc; buf = bc"),
+        ("tg_real<T> pc = p, sc = sq, bc = buf; "
+         "tg_rmsprop_momentum_step(pc, g, sc, bc, lr, alpha, eps, wd, momentum); "
+         "p = pc; sq = sc; buf = bc")),
 }
 
 
@@ -114,9 +114,14 @@ def _find_source(name: str) -> Path:
 
 @functools.cache
 def _preamble(source: str) -> str:
-    """common.cuh followed by the family file: the preamble of every kernel of that family."""
-    common = _find_source("common.cuh").read_text(encoding="utf-8")
-    return common + "\n" + _find_source(source).read_text(encoding="utf-8")
+    """common.cuh followed by the family file: the preamble of every kernel of that family.
+
+    #line directives make NVRTC's errors name the .cuh file and its line; the last one labels
+    what CuPy generates after the preamble (the kernel and its body).
+    """
+    parts = [f'#line 1 "{name}"\n' + _find_source(name).read_text(encoding="utf-8")
+             for name in ("common.cuh", source)]
+    return "\n".join(parts) + '\n#line 1 "tg_elementwise_kernel"\n'
 
 
 class CudaKernels:
@@ -134,7 +139,7 @@ class CudaKernels:
     def __getattr__(self, name: str) -> Any:
         # Reached only on a miss: the first use of a kernel. `_<key>` is the raw kernel behind
         # a wrapper method of the same key.
-        key = name[1:] if name.startswith("_") else name
+        key = name.removeprefix("_")
         try:
             source, in_params, out_params, body = _KERNELS[key]
         except KeyError:

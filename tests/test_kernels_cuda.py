@@ -1,0 +1,183 @@
+"""CudaKernels against their NumPy twins (GPU only): every method, float16/32/64, sizes that
+are and are not multiples of the block size, non-contiguous inputs, output dtypes, and each
+kind of scalar. Skips with the reason where CuPy or a usable device is missing."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+cupy = pytest.importorskip("cupy", reason="CuPy is not installed: CUDA kernels not testable")
+
+from tensorgrad.backend import cuda_unusable_reason
+from tensorgrad.backend._cpu_kernels import CpuKernels
+
+if (_reason := cuda_unusable_reason()) is not None:
+    pytest.skip(f"CUDA not usable here: {_reason}", allow_module_level=True)
+
+# Compiled kernels go to a scratch cache, never to a possibly read-only HOME.
+os.environ.setdefault("CUPY_CACHE_DIR", tempfile.mkdtemp(prefix="tg-cupy-cache-"))
+
+from tensorgrad.backend._cuda_kernels import CudaKernels
+
+pytestmark = pytest.mark.cuda
+CPU, GPU = CpuKernels(), CudaKernels()
+DTYPES = [np.float16, np.float32, np.float64]
+SIZES = [1, 255, 256, 257, 1_000_003]
+# CUDA's float math (normcdff, tanhf, expf) is a few ulp from NumPy's; float16 may round the
+# other way once.
+TOL = {np.float16: (2e-3, 1e-3), np.float32: (2e-5, 1e-5), np.float64: (1e-12, 1e-12)}
+ACTS = {  # name: (scalar parameters, backward reads 'x' or 'y')
+    "relu": ((), "y"), "leaky_relu": ((0.1,), "x"), "elu": ((1.3,), "y"), "gelu": ((), "x"),
+    "gelu_tanh": ((), "x"), "silu": ((), "x"), "sigmoid": ((), "y"), "tanh": ((), "y"),
+    "softplus": ((2.0, 15.0), "x"),
+}
+
+
+def _close(got, want, dtype):
+    assert got.dtype == np.dtype(dtype), (got.dtype, dtype)
+    rtol, atol = TOL[dtype]
+    np.testing.assert_allclose(cupy.asnumpy(got).astype(np.float64), want.astype(np.float64),
+                               rtol=rtol, atol=atol)
+
+
+def _views(host, layout):
+    dev = cupy.asarray(host)
+    if layout == "transposed":
+        return host.T, dev.T
+    if layout == "sliced":
+        return host[::3, 1::2], dev[::3, 1::2]
+    return host[::-1, ::-2], dev[::-1, ::-2]
+
+
+def _check_act(name, x, dx, rng):
+    params, reads = ACTS[name]
+    gy = rng.normal(size=x.shape).astype(x.dtype)
+    dgy = cupy.asarray(gy)
+    y = getattr(CPU, f"{name}_fwd")(x, *params)
+    dy = getattr(GPU, f"{name}_fwd")(dx, *params)
+    _close(dy, y, x.dtype)
+    # Backward from the same saved value on both sides, so only the kernel is compared.
+    arg, darg = (y, cupy.asarray(y)) if reads == "y" else (x, dx)
+    _close(getattr(GPU, f"{name}_bwd")(darg, dgy, *params),
+           getattr(CPU, f"{name}_bwd")(arg, gy, *params), x.dtype)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", sorted(ACTS))
+def test_activation_parity(name, dtype, size, rng):
+    x = (rng.normal(size=size) * 3).astype(dtype)
+    x[: min(size, 3)] = 0.0
+    _check_act(name, x, cupy.asarray(x), rng)
+
+
+@pytest.mark.parametrize("layout", ["transposed", "sliced", "negative"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", sorted(ACTS))
+def test_activation_parity_non_contiguous(name, dtype, layout, rng):
+    x, dx = _views((rng.normal(size=(64, 48)) * 3).astype(dtype), layout)
+    _check_act(name, np.ascontiguousarray(x), dx, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", sorted(ACTS))
+def test_activation_extremes_and_out(name, dtype):
+    params, _ = ACTS[name]
+    x = np.array([1e4, -1e4, 1000, -1000, 88, -88, 20, -20, 0], dtype=dtype)
+    out = cupy.empty(x.shape, dtype=dtype)
+    got = getattr(GPU, f"{name}_fwd")(cupy.asarray(x), *params, out)
+    assert got is out
+    assert bool(cupy.isfinite(out).all())
+    with np.errstate(all="ignore"):
+        _close(out, getattr(CPU, f"{name}_fwd")(x, *params), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_scalar_kinds_give_the_array_dtype(dtype):
+    dx = cupy.linspace(-3, 3, 11).astype(dtype)
+    for slope in (0.1, np.float64(0.1), np.float32(0.1), 1):
+        assert GPU.leaky_relu_fwd(dx, slope).dtype == dtype
+    assert GPU.softplus_fwd(dx, np.float64(1.0), 20).dtype == dtype
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+def test_bias_activation_parity(name, dtype, layout, rng):
+    z = (rng.normal(size=(257, 33)) * 3).astype(dtype)
+    b = (rng.normal(size=33) * 3).astype(dtype)
+    dz = cupy.asarray(z) if layout == "contiguous" else cupy.asarray(z.T.copy()).T
+    _close(getattr(GPU, f"bias_{name}_fwd")(dz, cupy.asarray(b)),
+           getattr(CPU, f"bias_{name}_fwd")(z, b), dtype)
+
+
+@pytest.mark.parametrize("scale_kind", ["float", "np.float64", "0-d", "1-element"])
+@pytest.mark.parametrize("n", [1, 255, 256, 257, 100_003])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_softmax_xent_bwd_parity(dtype, n, scale_kind, rng):
+    logits = rng.normal(size=(n, 10)) * 3
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p = (p / p.sum(axis=1, keepdims=True)).astype(dtype)
+    target = rng.integers(0, 10, size=n).astype(np.int64)
+    value = 0.7 / n
+    host = {"float": value, "np.float64": np.float64(value), "0-d": np.array(value),
+            "1-element": np.array([value])}[scale_kind]
+    dev = cupy.asarray(host) if isinstance(host, np.ndarray) else host
+    want = CPU.softmax_xent_bwd(p, target, host)
+    rtol, atol = TOL[dtype]
+    got = GPU.softmax_xent_bwd(cupy.asarray(p)[:, ::-1][:, ::-1], cupy.asarray(target), dev)
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(cupy.asnumpy(got).astype(np.float64), want.astype(np.float64),
+                               rtol=rtol, atol=atol * value)
+
+
+OPTS = [
+    ("sgd", (0.1, 0.0, 0.0, 0.05, False)),
+    ("sgd", (0.05, 0.9, 0.3, 0.01, False)),
+    ("sgd", (0.05, 0.9, 0.0, 0.01, True)),
+    ("adam", (0.01, 0.9, 0.999, 1e-8, 0.1)),
+    ("adamw", (0.01, 0.9, 0.999, 1e-8, 0.1)),
+    ("rmsprop", (0.01, 0.99, 1e-8, 0.0, 0.0)),
+    ("rmsprop", (0.01, 0.9, 1e-6, 0.05, 0.8)),
+]
+
+
+def _step(kernels, name, args, p, g, st, step):
+    if name == "sgd":
+        kernels.sgd_step(p, g, st.get("buf"), *args, first_step=step == 1)
+    elif name in ("adam", "adamw"):
+        getattr(kernels, f"{name}_step")(p, g, st["m"], st["v"], *args, step)
+    else:
+        lr, alpha, eps, wd, momentum = args
+        kernels.rmsprop_step(p, g, st["sq"], lr, alpha, eps, wd, momentum, st.get("buf"))
+
+
+@pytest.mark.parametrize("size", [1, 257, 1_000_003])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name,args", OPTS, ids=[f"{n}{i}" for i, (n, _) in enumerate(OPTS)])
+def test_optimizer_parity(name, args, dtype, size, rng):
+    names = {"sgd": ["buf"] if args[1] else [], "adam": ["m", "v"], "adamw": ["m", "v"],
+             "rmsprop": ["sq", "buf"] if args[4] else ["sq"]}[name]
+    p = rng.normal(size=size).astype(dtype)
+    host = {"p": p, **{s: np.zeros_like(p) for s in names}}
+    dev = {k: cupy.asarray(v) for k, v in host.items()}
+    for step in range(1, 4):
+        g = rng.normal(size=size).astype(dtype)
+        _step(CPU, name, args, host["p"], g, host, step)
+        assert _step(GPU, name, args, dev["p"], cupy.asarray(g), dev, step) is None
+    for key, value in host.items():
+        _close(dev[key], value, dtype)
+
+
+def test_optimizer_updates_a_non_contiguous_parameter_in_place(rng):
+    p = rng.normal(size=(40, 30)).astype(np.float32)
+    g = rng.normal(size=(40, 30)).astype(np.float32)
+    dp = cupy.asarray(p.T.copy()).T  # a transposed view onto its own buffer
+    m, v = cupy.zeros_like(dp), cupy.zeros_like(dp)
+    GPU.adam_step(dp, cupy.asarray(g), m, v, 1e-2, 0.9, 0.999, 1e-8, 0.0, 1)
+    CPU.adam_step(p, g, np.zeros_like(p), np.zeros_like(p), 1e-2, 0.9, 0.999, 1e-8, 0.0, 1)
+    _close(dp, p, np.float32)
