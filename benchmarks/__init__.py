@@ -1,0 +1,1 @@
+"""tensorgrad's benchmark suite: `python -m benchmarks [--quick] [--out DIR]` (see RESULTS.md)."""
