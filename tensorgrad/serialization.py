@@ -301,8 +301,7 @@ class _Decoder:
                 raise self.fail(f"{where}: unknown device {saved_on!r}") from None
             except DeviceUnavailableError as err:
                 raise DeviceUnavailableError(
-                    f"{self.path}: {where} was saved on {saved_on}, which is not usable here: "
-                    f"{err} To load this checkpoint on the CPU, call "
-                    "tg.load(path, device='cpu').") from None
+                    f"{self.path}: {where} was saved on {saved_on}: {err} "
+                    "(tg.load(path, device='cpu') loads the checkpoint onto the CPU)") from None
         self._backends[saved_on] = backend
         return backend

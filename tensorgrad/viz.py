@@ -13,9 +13,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
+from ._dtype import DType, from_numpy_dtype
 from ._tensor import Tensor
 
 _FORMATS = ("svg", "png", "pdf", "dot")
@@ -48,7 +50,9 @@ def _quote(text: str) -> str:
 
 
 def _describe(shape: Any, dtype: Any) -> str:
-    return f"{tuple(shape)} {getattr(dtype, 'name', dtype)}"
+    # The tape records NumPy dtypes; their .name is slow enough to matter on a 50k-op graph.
+    name = dtype.name if isinstance(dtype, DType) else from_numpy_dtype(dtype).name
+    return f"{tuple(shape)} {name}"
 
 
 def to_dot(t: Tensor, names: Mapping[str, Tensor] | None = None) -> str:
@@ -170,7 +174,9 @@ def _render(dot: str, source: str, format: str) -> tuple[bytes | None, str | Non
         done = subprocess.run([dot, f"-T{format}"], input=source.encode("utf-8"),
                               capture_output=True, check=True)
         return done.stdout, None
-    except Exception as err:  # a failing dot must not lose the source the caller asked for
+    except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+        # A failing dot (a broken install) must not lose the source the caller asked for; the
+        # graphviz package raises RuntimeError subclasses and CalledProcessError.
         return None, f"Graphviz's dot failed ({type(err).__name__}: {err}); returning the source"
 
 

@@ -1,4 +1,4 @@
-"""tg.save / tg.load: round trips, atomic writes, and refusal of foreign, broken or pickled files."""
+"""tg.save / tg.load: round trips, atomic writes, refusal of foreign, broken or pickled files."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 
 import pytest
 
@@ -19,11 +20,11 @@ needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
 def _nodes(source: str) -> dict[str, str]:
     """node id -> label, from the DOT text."""
     return {m[1]: m[2].replace("\\n", "\n")
-            for m in re.finditer(r'^\s+(\w+) \[label="((?:[^"\\]|\\.)*)"', source, re.M)}
+            for m in re.finditer(r'^\s+(\w+) \[label="((?:[^"\\]|\\.)*)"', source, re.MULTILINE)}
 
 
 def _edges(source: str) -> list[tuple[str, str]]:
-    return re.findall(r"^\s+(\w+) -> (\w+)", source, re.M)
+    return re.findall(r"^\s+(\w+) -> (\w+)", source, re.MULTILINE)
 
 
 def test_circuit_graph_has_ops_shapes_and_leaves(device):
@@ -150,6 +151,20 @@ def test_renders_through_subprocess_without_the_graphviz_package(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_graphviz)
     graph = viz.draw_graph(tg.ones(1, requires_grad=True) * 2, format="svg")
     assert graph.note is None and b"MulBackward" in graph.rendered
+
+
+def test_a_failing_dot_is_reported_and_the_source_returned(monkeypatch, capsys):
+    graphviz = pytest.importorskip("graphviz")
+    monkeypatch.setattr(viz.shutil, "which", lambda name: "/usr/bin/dot")
+
+    def broken(self, format):
+        raise subprocess.CalledProcessError(1, ["dot", f"-T{format}"])
+
+    monkeypatch.setattr(graphviz.Source, "pipe", broken)
+    graph = viz.draw_graph(tg.ones(1, requires_grad=True) * 2, format="png")
+    assert graph.rendered is None and "MulBackward" in graph.source
+    assert graph.note.startswith("Graphviz's dot failed (CalledProcessError")
+    assert "dot failed" in capsys.readouterr().err
 
 
 def test_bad_arguments():

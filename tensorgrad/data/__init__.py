@@ -7,7 +7,8 @@ What lives here: TensorDataset and DataLoader (as torch.utils.data's). Ready-mad
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
