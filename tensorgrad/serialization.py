@@ -9,6 +9,7 @@ renamed over the target, so a crash mid-save leaves the previous checkpoint as i
 
 What can be saved: Tensors; dicts (and OrderedDicts) keyed by str or int; lists and tuples;
 int, float, bool, str and None (NumPy scalars are saved as the Python number they hold).
+Tensors come back as leaves (values only, no graph) with the requires_grad they had.
 """
 
 from __future__ import annotations
