@@ -1,0 +1,299 @@
+"""Every layer against PyTorch with copied weights (forward and every gradient, float64 and
+float32), and float64 gradcheck of every layer over its input and parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import tensorgrad as tg
+from tensorgrad import nn
+
+TOL = {"float64": dict(rtol=1e-9, atol=1e-10), "float32": dict(rtol=2e-4, atol=2e-5)}
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    name: str
+    make: Callable[[], nn.Module]
+    make_torch: Callable[[Any], Any]   # torch.nn given, returns the reference module
+    shape: tuple[int, ...]
+    int_input: int = 0                 # > 0: integer input in [0, int_input)
+    train: bool = True
+
+
+def _maxout_ref(torch: Any) -> Any:
+    class MaxoutRef(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.empty(2 * 3, 4))
+            self.bias = torch.nn.Parameter(torch.empty(2 * 3))
+
+        def forward(self, x: Any) -> Any:
+            z = torch.nn.functional.linear(x, self.weight, self.bias)
+            return z.reshape(*x.shape[:-1], 2, 3).amax(-1)
+
+    return MaxoutRef()
+
+
+CASES = [
+    LayerCase("linear", lambda: nn.Linear(4, 3), lambda t: t.nn.Linear(4, 3), (5, 4)),
+    LayerCase("linear_nobias_3d", lambda: nn.Linear(4, 3, bias=False),
+              lambda t: t.nn.Linear(4, 3, bias=False), (2, 5, 4)),
+    LayerCase("conv", lambda: nn.Conv2d(3, 4, 3), lambda t: t.nn.Conv2d(3, 4, 3), (2, 3, 6, 6)),
+    LayerCase("conv_strided", lambda: nn.Conv2d(2, 3, (2, 3), stride=2, padding=1, dilation=2),
+              lambda t: t.nn.Conv2d(2, 3, (2, 3), stride=2, padding=1, dilation=2),
+              (2, 2, 7, 8)),
+    LayerCase("conv_nobias_unbatched", lambda: nn.Conv2d(2, 3, 3, padding=1, bias=False),
+              lambda t: t.nn.Conv2d(2, 3, 3, padding=1, bias=False), (2, 5, 5)),
+    LayerCase("maxpool", lambda: nn.MaxPool2d(2), lambda t: t.nn.MaxPool2d(2), (2, 3, 6, 6)),
+    LayerCase("maxpool_padded", lambda: nn.MaxPool2d(3, stride=2, padding=1, dilation=1),
+              lambda t: t.nn.MaxPool2d(3, stride=2, padding=1), (2, 2, 7, 7)),
+    LayerCase("maxpool_dilated", lambda: nn.MaxPool2d(2, stride=1, dilation=2),
+              lambda t: t.nn.MaxPool2d(2, stride=1, dilation=2), (1, 2, 5, 6)),
+    LayerCase("avgpool", lambda: nn.AvgPool2d(2), lambda t: t.nn.AvgPool2d(2), (2, 3, 6, 6)),
+    LayerCase("avgpool_padded", lambda: nn.AvgPool2d(3, 2, 1),
+              lambda t: t.nn.AvgPool2d(3, 2, 1), (2, 2, 7, 7)),
+    LayerCase("avgpool_exclude_pad", lambda: nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+              lambda t: t.nn.AvgPool2d(3, 2, 1, count_include_pad=False), (2, 2, 7, 7)),
+    LayerCase("batchnorm1d", lambda: nn.BatchNorm1d(4), lambda t: t.nn.BatchNorm1d(4), (8, 4)),
+    LayerCase("batchnorm1d_3d", lambda: nn.BatchNorm1d(3), lambda t: t.nn.BatchNorm1d(3),
+              (4, 3, 5)),
+    LayerCase("batchnorm2d", lambda: nn.BatchNorm2d(3), lambda t: t.nn.BatchNorm2d(3),
+              (4, 3, 3, 3)),
+    LayerCase("batchnorm2d_eval", lambda: nn.BatchNorm2d(3), lambda t: t.nn.BatchNorm2d(3),
+              (4, 3, 3, 3), train=False),
+    LayerCase("batchnorm_noaffine", lambda: nn.BatchNorm1d(4, affine=False, momentum=None),
+              lambda t: t.nn.BatchNorm1d(4, affine=False, momentum=None), (6, 4)),
+    LayerCase("layernorm", lambda: nn.LayerNorm(5), lambda t: t.nn.LayerNorm(5), (3, 5)),
+    LayerCase("layernorm_2d", lambda: nn.LayerNorm((4, 5)), lambda t: t.nn.LayerNorm((4, 5)),
+              (2, 4, 5)),
+    LayerCase("embedding", lambda: nn.Embedding(10, 4), lambda t: t.nn.Embedding(10, 4), (3, 5),
+              int_input=10),
+    LayerCase("embedding_padding", lambda: nn.Embedding(6, 3, padding_idx=2),
+              lambda t: t.nn.Embedding(6, 3, padding_idx=2), (4, 6), int_input=6),
+    LayerCase("flatten", lambda: nn.Flatten(), lambda t: t.nn.Flatten(), (2, 3, 4)),
+    LayerCase("maxout", lambda: nn.Maxout(4, 2, 3), _maxout_ref, (5, 4)),
+    LayerCase("sequential_mlp",
+              lambda: nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2)),
+              lambda t: t.nn.Sequential(t.nn.Linear(4, 6), t.nn.Tanh(), t.nn.Linear(6, 2)),
+              (3, 4)),
+    LayerCase("relu", lambda: nn.ReLU(), lambda t: t.nn.ReLU(), (4, 5)),
+    LayerCase("leaky_relu", lambda: nn.LeakyReLU(0.2), lambda t: t.nn.LeakyReLU(0.2), (4, 5)),
+    LayerCase("elu", lambda: nn.ELU(0.5), lambda t: t.nn.ELU(0.5), (4, 5)),
+    LayerCase("gelu", lambda: nn.GELU(), lambda t: t.nn.GELU(), (4, 5)),
+    LayerCase("gelu_tanh", lambda: nn.GELU("tanh"), lambda t: t.nn.GELU("tanh"), (4, 5)),
+    LayerCase("silu", lambda: nn.SiLU(), lambda t: t.nn.SiLU(), (4, 5)),
+    LayerCase("sigmoid", lambda: nn.Sigmoid(), lambda t: t.nn.Sigmoid(), (4, 5)),
+    LayerCase("tanh", lambda: nn.Tanh(), lambda t: t.nn.Tanh(), (4, 5)),
+    LayerCase("softplus", lambda: nn.Softplus(2.0, 3.0), lambda t: t.nn.Softplus(2.0, 3.0),
+              (4, 5)),
+    LayerCase("softmax", lambda: nn.Softmax(1), lambda t: t.nn.Softmax(1), (4, 5)),
+    LayerCase("log_softmax", lambda: nn.LogSoftmax(0), lambda t: t.nn.LogSoftmax(0), (4, 5)),
+]
+
+
+def _input(case: LayerCase, rng: np.random.Generator, dtype: str) -> np.ndarray:
+    if case.int_input:
+        return rng.integers(0, case.int_input, size=case.shape)
+    return rng.standard_normal(case.shape).astype(dtype)
+
+
+def _pair(case: LayerCase, torch: Any, dtype: str, device: str) -> tuple[nn.Module, Any]:
+    """A tensorgrad layer and the PyTorch reference holding the same weights and buffers."""
+    tg.manual_seed(0)
+    layer = case.make().to(device=device, dtype=dtype)
+    ref = case.make_torch(torch).to(getattr(torch, dtype))
+    ref.load_state_dict({k: torch.from_numpy(np.array(v.numpy()))
+                         for k, v in layer.state_dict().items()})
+    if not case.train:
+        # Running statistics that differ from the defaults, then evaluation mode.
+        with tg.no_grad():
+            for name, buf in layer.named_buffers():
+                if buf.dtype.is_floating_point:
+                    buf.copy_(tg.rand(*buf.shape, dtype=dtype) + 0.5)
+                    ref.get_buffer(name).copy_(torch.from_numpy(buf.numpy().copy()))
+        layer.eval()
+        ref.eval()
+    return layer, ref
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_layer_matches_torch(case: LayerCase, dtype: str, device: str,
+                             rng: np.random.Generator) -> None:
+    torch = pytest.importorskip("torch")
+    layer, ref = _pair(case, torch, dtype, device)
+    data = _input(case, rng, dtype)
+    x = tg.tensor(data, device=device, requires_grad=not case.int_input)
+    xt = torch.tensor(data, requires_grad=not case.int_input)
+    out, out_t = layer(x), ref(xt)
+    np.testing.assert_allclose(out.numpy(), out_t.detach().numpy(), **TOL[dtype])
+    w = rng.standard_normal(out.shape).astype(dtype)
+    (out * tg.tensor(w, device=device)).sum().backward()
+    (out_t * torch.from_numpy(w)).sum().backward()
+    if not case.int_input:
+        np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), **TOL[dtype])
+    ref_params = dict(ref.named_parameters())
+    for name, p in layer.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), ref_params[name].grad.numpy(),
+                                   **TOL[dtype], err_msg=name)
+    ref_buffers = dict(ref.named_buffers())
+    for name, buf in layer.named_buffers():
+        np.testing.assert_allclose(buf.numpy(), ref_buffers[name].numpy(), **TOL[dtype],
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_layer_gradcheck(case: LayerCase, device: str, rng: np.random.Generator) -> None:
+    tg.manual_seed(0)
+    layer = case.make().to(device=device, dtype="float64")
+    if not case.train:
+        layer.eval()
+    params = list(layer.parameters())
+    data = _input(case, rng, "float64")
+    if case.int_input:
+        x = tg.tensor(data, device=device)
+        if not params:
+            pytest.skip("no differentiable input")
+        tg.autograd.gradcheck(lambda *_: layer(x), params)
+        return
+    if "maxpool" in case.name:
+        data = rng.permutation(data.size).reshape(data.shape) * 0.1  # no ties near a max
+    x = tg.tensor(data, device=device, requires_grad=True)
+    tg.autograd.gradcheck(lambda x, *_: layer(x), [x, *params])
+
+
+def test_dropout_gradcheck_with_fixed_seed(device: str, rng: np.random.Generator) -> None:
+    layer = nn.Dropout(0.3)
+    x = tg.tensor(rng.standard_normal((4, 5)), device=device, requires_grad=True)
+
+    def fn(x: tg.Tensor) -> tg.Tensor:
+        tg.manual_seed(1)
+        return layer(x)
+
+    tg.autograd.gradcheck(fn, [x])
+
+
+def test_conv_double_backward(device: str, rng: np.random.Generator) -> None:
+    """Unfold and Fold are each other's backward, so second derivatives through conv work."""
+    x = tg.tensor(rng.standard_normal((1, 2, 4, 4)), device=device, requires_grad=True)
+    w = tg.tensor(rng.standard_normal((2, 2, 3, 3)), device=device, requires_grad=True)
+
+    def grad_x(x: tg.Tensor, w: tg.Tensor) -> tg.Tensor:
+        y = nn.functional.conv2d(x, w, padding=1)
+        (gx,) = tg.grad((y * y).sum(), [x], create_graph=True)
+        return gx
+
+    tg.autograd.gradcheck(grad_x, [x, w])
+
+
+def test_maxpool_routes_gradient_to_first_maximum(device: str) -> None:
+    x = tg.tensor([[[[1.0, 3.0], [3.0, 2.0]]]], device=device, requires_grad=True)
+    nn.MaxPool2d(2)(x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[[[0.0, 1.0], [0.0, 0.0]]]])
+
+
+def test_batchnorm_running_stats_match_torch_over_steps(device: str,
+                                                        rng: np.random.Generator) -> None:
+    torch = pytest.importorskip("torch")
+    for momentum in (0.1, None):
+        bn = nn.BatchNorm2d(3, momentum=momentum).to(device)
+        ref = torch.nn.BatchNorm2d(3, momentum=momentum)
+        for _ in range(4):
+            data = rng.standard_normal((5, 3, 2, 2)).astype("float32") * 3 + 1
+            bn(tg.tensor(data, device=device))
+            ref(torch.from_numpy(data))
+        np.testing.assert_allclose(bn.running_mean.numpy(), ref.running_mean.numpy(), rtol=1e-5)
+        np.testing.assert_allclose(bn.running_var.numpy(), ref.running_var.numpy(), rtol=1e-5)
+        assert bn.num_batches_tracked.item() == 4
+        assert bn.num_batches_tracked.dtype == tg.int64
+        bn.eval()
+        ref.eval()
+        data = rng.standard_normal((2, 3, 2, 2)).astype("float32")
+        np.testing.assert_allclose(bn(tg.tensor(data, device=device)).numpy(),
+                                   ref(torch.from_numpy(data)).detach().numpy(), rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_batchnorm_eval_leaves_running_stats(device: str) -> None:
+    bn = nn.BatchNorm1d(2).to(device).eval()
+    bn(tg.randn(4, 2, device=device))
+    np.testing.assert_array_equal(bn.running_mean.numpy(), [0.0, 0.0])
+    assert bn.num_batches_tracked.item() == 0
+
+
+def test_batchnorm_one_value_per_channel_in_training_raises(device: str) -> None:
+    with pytest.raises(ValueError, match=r"more than 1 value per channel.*\(1, 3\)"):
+        nn.BatchNorm1d(3).to(device)(tg.randn(1, 3, device=device))
+
+
+def test_dropout_statistics_and_modes(device: str) -> None:
+    p, n = 0.3, 20000
+    layer = nn.Dropout(p)
+    x = tg.ones(n, device=device, requires_grad=True)
+    tg.manual_seed(123)
+    y = layer(x)
+    zero_fraction = float((y.numpy() == 0).mean())
+    assert abs(zero_fraction - p) < 3 * np.sqrt(p * (1 - p) / n)
+    kept = y.numpy()[y.numpy() != 0]
+    np.testing.assert_allclose(kept, 1 / (1 - p), rtol=1e-6)   # inverted scaling
+    assert abs(float(y.numpy().mean()) - 1.0) < 0.05          # E[out] ~ E[in]
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy() != 0, y.numpy() != 0)  # same mask
+    tg.manual_seed(123)
+    np.testing.assert_array_equal(layer(x).numpy(), y.numpy())  # same seed, same mask
+    assert not np.array_equal(layer(x).numpy(), y.numpy())      # next draw differs
+    layer.eval()
+    assert layer(x) is x
+    layer.train()
+    assert float(nn.Dropout(1.0)(x).numpy().max()) == 0.0
+    with pytest.raises(ValueError, match="between 0 and 1.*1.5"):
+        nn.Dropout(1.5)
+
+
+def test_initialization_bounds_follow_pytorch(device: str) -> None:
+    tg.manual_seed(0)
+    lin = nn.Linear(400, 300).to(device)
+    bound = 1 / np.sqrt(400)
+    w, b = lin.weight.numpy(), lin.bias.numpy()
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.95 * bound
+    assert np.abs(b).max() <= bound and w.std() == pytest.approx(bound / np.sqrt(3), rel=0.02)
+    conv = nn.Conv2d(8, 4, 3)
+    assert np.abs(conv.weight.numpy()).max() <= 1 / np.sqrt(8 * 9)
+    emb = nn.Embedding(1000, 20, padding_idx=0)
+    assert emb.weight.numpy().std() == pytest.approx(1.0, rel=0.05)
+    np.testing.assert_array_equal(emb.weight.numpy()[0], 0.0)
+
+
+def test_embedding_padding_row_gets_no_gradient(device: str) -> None:
+    emb = nn.Embedding(5, 2, padding_idx=1).to(device)
+    emb(tg.tensor([[1, 2, 1, 3]], device=device)).sum().backward()
+    np.testing.assert_array_equal(emb.weight.grad.numpy()[[0, 1, 4]], 0.0)
+    np.testing.assert_array_equal(emb.weight.grad.numpy()[2], [1.0, 1.0])
+
+
+@pytest.mark.parametrize("make, x_shape, pattern", [
+    (lambda: nn.Linear(4, 3), (2, 5), r"Linear: expected input with 4 features.*\(2, 5\)"),
+    (lambda: nn.Conv2d(3, 8, 3), (2, 4, 6, 6),
+     r"Conv2d: expected input \(N, 3, H, W\).*3 channels.*\(2, 4, 6, 6\)"),
+    (lambda: nn.Conv2d(3, 8, 3), (2, 3, 6), r"Conv2d: expected input.*\(2, 3, 6\)"),
+    (lambda: nn.BatchNorm2d(3), (2, 4, 5, 5), r"BatchNorm2d: expected input with 3 features"),
+    (lambda: nn.BatchNorm1d(3), (2, 3, 4, 4), r"BatchNorm1d: expected 2D or 3D input, got 4D"),
+    (lambda: nn.LayerNorm(4), (2, 5), r"layer_norm: expected .*\(4,\), got shape \(2, 5\)"),
+    (lambda: nn.Maxout(4, 2, 3), (2, 3), r"Maxout: expected input with 4 features"),
+    (lambda: nn.MaxPool2d(5), (1, 1, 3, 3), r"max_pool2d: input of shape \(1, 1, 3, 3\) is too "
+                                            r"small"),
+])
+def test_bad_input_raises_naming_expected_and_got(make: Any, x_shape: tuple[int, ...],
+                                                  pattern: str, device: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        make().to(device)(tg.randn(*x_shape, device=device))
+
+
+def test_embedding_rejects_float_indices(device: str) -> None:
+    with pytest.raises(TypeError, match="integer tensor, got float32"):
+        nn.Embedding(4, 2).to(device)(tg.randn(3, device=device))
