@@ -297,7 +297,9 @@ class Tensor:
             self._grad_fn, self._out_idx = result._grad_fn, result._out_idx
         else:
             shape = np.broadcast_shapes(self.shape, np.shape(other_data))
-            self._check_inplace_result(np.empty(0, result_type(self, other).np), ufunc, shape)
+            # True division of integers gives floats, which an integer tensor cannot hold.
+            target = result_type(self, 1.0 if ufunc == "true_divide" else other, other)
+            self._check_inplace_result(np.empty(0, target.np), ufunc, shape)
             getattr(self._backend.xp, ufunc)(self._data, other_data, out=self._data,
                                              casting="unsafe")
         self._version[0] += 1
