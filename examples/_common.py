@@ -1,0 +1,109 @@
+"""What every example shares: the command line (--device, --seed, --out, --smoke), seeding,
+the output folder, a progress bar that works without tqdm, and matplotlib on the Agg backend.
+
+Examples run as scripts (`python examples/train_digits.py`), so this module is imported as
+`_common` from the examples folder, which Python puts first on sys.path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import tensorgrad as tg
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # before pyplot is imported anywhere: no display
+
+_EXAMPLES = Path(__file__).resolve().parent
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """An ArgumentParser with the options every example takes; add your own to it."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when usable, else CPU), cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for plots and checkpoints (default runs/<script>/)")
+    p.add_argument("--smoke", action="store_true",
+                   help="a few steps only, to check that the script runs (CI)")
+    return p
+
+
+def setup(args: argparse.Namespace, script: str) -> tuple[tg.Device, Path]:
+    """Resolve the device (a clear exit when CUDA is asked for and unusable), seed tensorgrad's
+    generators, create the output folder, and say what was chosen."""
+    try:
+        device = tg.Device(args.device)
+    except ValueError as err:
+        sys.exit(f"{script}: {err}")
+    if device.type == "cuda" and not tg.cuda.is_available():
+        try:
+            tg.zeros(1, device=device)
+        except tg.DeviceUnavailableError as err:
+            sys.exit(f"{script}: {err}")
+    tg.manual_seed(args.seed)
+    out = args.out if args.out is not None else Path("runs") / script
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"device: {device}   seed: {args.seed}   output folder: {out}"
+          + ("   (smoke run: a few steps only)" if args.smoke else ""))
+    return device, out
+
+
+class _PlainProgress:
+    """The part of tqdm's interface the examples use, printing a line now and then."""
+
+    def __init__(self, iterable: Iterable[Any], total: int | None, desc: str) -> None:
+        self.iterable = iterable
+        self.total = total if total is not None else len(iterable)  # type: ignore[arg-type]
+        self.desc = desc
+        self.postfix = ""
+        self.start = time.perf_counter()
+
+    def __iter__(self) -> Iterator[Any]:
+        every = max(1, self.total // 10)
+        for i, item in enumerate(self.iterable, 1):
+            yield item
+            if i % every == 0 or i == self.total:
+                elapsed = time.perf_counter() - self.start
+                print(f"{self.desc}: {i}/{self.total} [{elapsed:.1f}s] {self.postfix}",
+                      flush=True)
+
+    def set_postfix(self, refresh: bool = True, **values: Any) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+    @staticmethod
+    def write(text: str) -> None:
+        print(text, flush=True)
+
+
+def progress(iterable: Iterable[Any], desc: str, total: int | None = None) -> Any:
+    """A tqdm progress bar over iterable, or periodic prints when tqdm is not installed.
+    Print with bar.write(...) while it runs; set_postfix(..., refresh=False) to show numbers."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _PlainProgress(iterable, total, desc)
+    return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True)
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the non-interactive Agg backend (plots go to files only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a figure as PNG, close it, and say where it went."""
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    pyplot().close(fig)
+    print(f"wrote {path}")
