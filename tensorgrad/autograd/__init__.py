@@ -54,7 +54,8 @@ def backward(tensors: Tensor | Sequence[Tensor], grad_tensors: Any = None,
              retain_graph: bool | None = None, create_graph: bool = False) -> None:
     """Accumulate into .grad of the leaves the tensors depend on, as torch.autograd.backward."""
     outputs = [tensors] if isinstance(tensors, Tensor) else list(tensors)
-    if grad_tensors is not None and isinstance(tensors, Tensor):
+    if grad_tensors is not None and isinstance(tensors, Tensor) and not isinstance(
+            grad_tensors, (list, tuple)):
         grad_tensors = [grad_tensors]
     grads = _root_grads(outputs, grad_tensors)
     run_backward(outputs, grads, create_graph if retain_graph is None else retain_graph,
@@ -68,7 +69,8 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     torch.autograd.grad; create_graph=True makes them differentiable."""
     outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    if grad_outputs is not None and isinstance(outputs, Tensor):
+    if grad_outputs is not None and isinstance(outputs, Tensor) and not isinstance(
+            grad_outputs, (list, tuple)):
         grad_outputs = [grad_outputs]
     for t in ins:
         if not isinstance(t, Tensor) or not t.requires_grad:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import numpy as np
+
 from .._creation import arange, ones, rand
 from .._tensor import Tensor
 from ..autograd import no_grad
 from ..ops.activation import (elu, gelu, leaky_relu, log_softmax, relu, sigmoid, silu, softmax,
                               softplus, tanh)
+from ..ops import linalg as _linalg
 from ..ops.arithmetic import where
 from ._ops import SoftmaxCrossEntropy, Unfold, window_out_size
 
@@ -57,8 +60,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if input.ndim == 0 or input.shape[-1] != weight.shape[-1]:
         raise ValueError(f"linear: expected input with {weight.shape[-1]} features in its last "
                          f"dim, got input of shape {input.shape}")
-    out = input @ weight.T
-    return out if bias is None else out + bias
+    return _linalg.linear(input, weight, bias)
 
 
 def _window_args(kernel_size: Any, stride: Any, padding: Any, dilation: Any, what: str
@@ -338,7 +340,12 @@ def _check_same_shape(input: Tensor, target: Any, what: str) -> None:
                          f"got {got}")
 
 
-_LOG_FLOOR = math.exp(-100.0)
+def _clamped_log(z: Tensor) -> Tensor:
+    """max(log z, -100) as PyTorch's BCE, finite at z = 0: log only sees z >= the smallest
+    subnormal (log of which is below -100 in float32 and float64), so neither log nor its
+    gradient 1/z divides by zero."""
+    tiny = float(np.finfo(z.dtype.np).smallest_subnormal)
+    return z.clamp(min=tiny).log().clamp(min=-100.0)
 
 
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
@@ -347,10 +354,8 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     PyTorch, so x = 0 or 1 gives a finite loss; as torch.nn.functional.binary_cross_entropy."""
     _check_reduction(reduction, "binary_cross_entropy")
     _check_same_shape(input, target, "binary_cross_entropy")
-    # log(max(z, e^-100)) = max(log z, -100), and the clamp keeps log (and its gradient 1/z)
-    # away from z = 0.
-    log_x = input.clamp(min=_LOG_FLOOR).log()
-    log_1mx = (1.0 - input).clamp(min=_LOG_FLOOR).log()
+    log_x = _clamped_log(input)
+    log_1mx = _clamped_log(1.0 - input)
     loss = -(target * log_x + (1.0 - target) * log_1mx)
     if weight is not None:
         loss = loss * weight

@@ -1,0 +1,212 @@
+"""Losses against PyTorch (values and gradients, every reduction, float64 and float32),
+gradcheck in float64, the fused cross-entropy's second derivative, numerically extreme
+inputs, and bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tensorgrad as tg
+from tensorgrad import nn
+from tensorgrad.nn import functional as F
+
+TOL = {"float64": dict(rtol=1e-9, atol=1e-11), "float32": dict(rtol=1e-4, atol=1e-6)}
+REDUCTIONS = ["mean", "sum", "none"]
+
+
+def _samples(name: str, rng: np.random.Generator, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """(input, target) for each loss: logits and classes, probabilities and labels, ..."""
+    if name in ("cross_entropy", "nll_loss"):
+        x = rng.standard_normal((6, 4)) * 2
+        if name == "nll_loss":
+            x = x - np.log(np.exp(x).sum(1, keepdims=True))
+        return x.astype(dtype), rng.integers(0, 4, size=6)
+    if name == "cross_entropy_spatial":
+        return rng.standard_normal((2, 3, 4, 2)).astype(dtype), rng.integers(0, 3, (2, 4, 2))
+    if name == "binary_cross_entropy":
+        return (rng.uniform(0.05, 0.95, (5, 3)).astype(dtype),
+                rng.uniform(0, 1, (5, 3)).astype(dtype))
+    if name == "binary_cross_entropy_with_logits":
+        return ((rng.standard_normal((5, 3)) * 3).astype(dtype),
+                rng.uniform(0, 1, (5, 3)).astype(dtype))
+    return rng.standard_normal((5, 3)).astype(dtype), rng.standard_normal((5, 3)).astype(dtype)
+
+
+MODULES = {
+    "mse_loss": (nn.MSELoss, "MSELoss"),
+    "cross_entropy": (nn.CrossEntropyLoss, "CrossEntropyLoss"),
+    "cross_entropy_spatial": (nn.CrossEntropyLoss, "CrossEntropyLoss"),
+    "nll_loss": (nn.NLLLoss, "NLLLoss"),
+    "binary_cross_entropy": (nn.BCELoss, "BCELoss"),
+    "binary_cross_entropy_with_logits": (nn.BCEWithLogitsLoss, "BCEWithLogitsLoss"),
+}
+
+
+def _to(data: np.ndarray, device: str, grad: bool = False) -> tg.Tensor:
+    return tg.tensor(data, device=device, requires_grad=grad and data.dtype.kind == "f")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", list(MODULES))
+def test_loss_matches_torch(name: str, reduction: str, dtype: str, device: str,
+                            rng: np.random.Generator) -> None:
+    torch = pytest.importorskip("torch")
+    x, t = _samples(name, rng, dtype)
+    ours_cls, torch_name = MODULES[name]
+    xs, ts = _to(x, device, grad=True), _to(t, device, grad=True)
+    xt = torch.tensor(x, requires_grad=True)
+    tt = torch.tensor(t, requires_grad=t.dtype.kind == "f")
+    out = ours_cls(reduction=reduction)(xs, ts)
+    out_t = getattr(torch.nn, torch_name)(reduction=reduction)(xt, tt)
+    np.testing.assert_allclose(out.numpy(), out_t.detach().numpy(), **TOL[dtype])
+    w = rng.standard_normal(out.shape).astype(dtype)
+    (out * tg.tensor(w, device=device)).sum().backward()
+    (out_t * torch.from_numpy(w)).sum().backward()
+    np.testing.assert_allclose(xs.grad.numpy(), xt.grad.numpy(), **TOL[dtype])
+    if ts.requires_grad:
+        np.testing.assert_allclose(ts.grad.numpy(), tt.grad.numpy(), **TOL[dtype])
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_class_weights_and_ignore_index_match_torch(weighted: bool, reduction: str,
+                                                    device: str,
+                                                    rng: np.random.Generator) -> None:
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((7, 5))
+    t = np.array([0, 4, -100, 2, 2, -100, 1])
+    weight = rng.uniform(0.5, 2.0, 5) if weighted else None
+    for ours, theirs in ((F.cross_entropy, torch.nn.functional.cross_entropy),
+                         (F.nll_loss, torch.nn.functional.nll_loss)):
+        xs = tg.tensor(x, device=device, requires_grad=True)
+        xt = torch.tensor(x, requires_grad=True)
+        w_ours = None if weight is None else tg.tensor(weight, device=device)
+        w_torch = None if weight is None else torch.from_numpy(weight)
+        out = ours(xs, tg.tensor(t, device=device), w_ours, reduction=reduction)
+        out_t = theirs(xt, torch.from_numpy(t), w_torch, reduction=reduction)
+        np.testing.assert_allclose(out.numpy(), out_t.detach().numpy(), rtol=1e-10)
+        g = rng.standard_normal(out.shape)
+        (out * tg.tensor(g, device=device)).sum().backward()
+        (out_t * torch.from_numpy(g)).sum().backward()
+        np.testing.assert_allclose(xs.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_loss_modules_with_weights_match_torch(device: str, rng: np.random.Generator) -> None:
+    torch = pytest.importorskip("torch")
+    p = rng.uniform(0.1, 0.9, (4, 3))
+    z = rng.standard_normal((4, 3))
+    y = rng.integers(0, 2, (4, 3)).astype(np.float64)
+    w, pw = rng.uniform(0.5, 2, (4, 3)), rng.uniform(0.5, 2, 3)
+    ours = nn.BCELoss(weight=tg.tensor(w)).to(device)(tg.tensor(p, device=device),
+                                                      tg.tensor(y, device=device))
+    ref = torch.nn.BCELoss(weight=torch.from_numpy(w))(torch.from_numpy(p), torch.from_numpy(y))
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
+    ours = nn.BCEWithLogitsLoss(weight=tg.tensor(w), pos_weight=tg.tensor(pw)).to(device)(
+        tg.tensor(z, device=device), tg.tensor(y, device=device))
+    ref = torch.nn.BCEWithLogitsLoss(weight=torch.from_numpy(w), pos_weight=torch.from_numpy(pw))(
+        torch.from_numpy(z), torch.from_numpy(y))
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", list(MODULES))
+def test_loss_gradcheck(name: str, reduction: str, device: str,
+                        rng: np.random.Generator) -> None:
+    x, t = _samples(name, rng, "float64")
+    xs, ts = _to(x, device, grad=True), _to(t, device, grad=True)
+    loss = MODULES[name][0](reduction=reduction)
+    tg.autograd.gradcheck(lambda *args: loss(*args), [xs, ts])
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_cross_entropy_second_derivative(reduction: str, device: str,
+                                         rng: np.random.Generator) -> None:
+    """The fused backward is an op whose own backward is recorded: gradcheck of the gradient
+    with respect to the logits and to the upstream gradient."""
+    x = tg.tensor(rng.standard_normal((4, 3)), device=device, requires_grad=True)
+    t = tg.tensor([0, 2, -100, 1], device=device)
+    shape = (4,) if reduction == "none" else ()
+    gy = tg.tensor(rng.standard_normal(shape) + 1.5, device=device, requires_grad=True)
+
+    def gradient(x: tg.Tensor, gy: tg.Tensor) -> tg.Tensor:
+        loss = F.cross_entropy(x, t, reduction=reduction)
+        (gx,) = tg.grad(loss, [x], grad_outputs=[gy], create_graph=True)
+        return gx
+
+    tg.autograd.gradcheck(gradient, [x, gy])
+
+
+@pytest.mark.parametrize("logits", [[-1047.0, -981.0, 1891.0], [-431.0, 279.0, 427.0],
+                                    [5.0, 5.0, 5.0], [1e4, -1e4, 0.0]])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cross_entropy_is_finite_for_extreme_logits(logits: list[float], dtype: str,
+                                                    device: str) -> None:
+    torch = pytest.importorskip("torch")
+    x = tg.tensor([logits], dtype=dtype, device=device, requires_grad=True)
+    for target in range(3):
+        x.grad = None
+        loss = F.cross_entropy(x, tg.tensor([target], device=device))
+        loss.backward()
+        xt = torch.tensor([logits], dtype=getattr(torch, dtype), requires_grad=True)
+        ref = torch.nn.functional.cross_entropy(xt, torch.tensor([target]))
+        ref.backward()
+        assert np.isfinite(loss.item()) and np.isfinite(x.grad.numpy()).all()
+        assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+        np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), atol=1e-7)
+
+
+def test_cross_entropy_out_of_range_target_gives_nan(device: str) -> None:
+    """Targets are checked on the device (no host round trip): a bad class is NaN, not a
+    silently wrapped index."""
+    x = tg.zeros(2, 3, device=device)
+    loss = F.cross_entropy(x, tg.tensor([1, 3], device=device), reduction="none")
+    assert np.isnan(loss.numpy()[1]) and loss.numpy()[0] == pytest.approx(np.log(3))
+    assert np.isnan(F.nll_loss(x, tg.tensor([-2, 0], device=device)).item())
+
+
+def test_all_targets_ignored_gives_nan_mean_like_torch(device: str) -> None:
+    x = tg.zeros(2, 3, device=device, requires_grad=True)
+    loss = F.cross_entropy(x, tg.tensor([-100, -100], device=device))
+    assert np.isnan(loss.item())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bce_clamps_log_at_minus_100(dtype: str, device: str) -> None:
+    torch = pytest.importorskip("torch")
+    p = np.array([0.0, 1.0, 1e-30, 1.0, 0.5], dtype=dtype)
+    y = np.array([1.0, 0.0, 1.0, 1.0, 0.0], dtype=dtype)
+    ours = F.binary_cross_entropy(tg.tensor(p, device=device), tg.tensor(y, device=device),
+                                  reduction="none").numpy()
+    ref = torch.nn.functional.binary_cross_entropy(torch.from_numpy(p), torch.from_numpy(y),
+                                                   reduction="none").numpy()
+    np.testing.assert_allclose(ours, ref, rtol=1e-6)
+    assert ours[0] == 100.0 and ours[1] == 100.0
+
+
+def test_bce_with_logits_is_stable_at_extremes(device: str) -> None:
+    z = tg.tensor([1000.0, -1000.0, 88.0, -88.0], device=device, requires_grad=True)
+    y = tg.tensor([0.0, 1.0, 1.0, 0.0], device=device)
+    loss = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+    np.testing.assert_allclose(loss.numpy(), [1000.0, 1000.0, 0.0, 0.0], atol=1e-30)
+    loss.sum().backward()
+    np.testing.assert_allclose(z.grad.numpy(), [1.0, -1.0, 0.0, 0.0], atol=1e-30)
+
+
+@pytest.mark.parametrize("call, error, pattern", [
+    (lambda d: F.cross_entropy(tg.randn(3, 4, device=d), tg.tensor([0, 1], device=d)),
+     ValueError, r"input of shape \(3, 4\) the target must have shape \(3,\), got \(2,\)"),
+    (lambda d: F.cross_entropy(tg.randn(3, 4, device=d), tg.randn(3, device=d)),
+     TypeError, "class indices.*float32"),
+    (lambda d: F.mse_loss(tg.randn(3, device=d), tg.randn(4, device=d)),
+     ValueError, r"\(3,\) and target shape \(4,\)"),
+    (lambda d: F.binary_cross_entropy(tg.rand(3, device=d), tg.rand(2, device=d)),
+     ValueError, r"input's shape \(3,\), got \(2,\)"),
+    (lambda d: nn.MSELoss(reduction="avg"), ValueError, "reduction must be.*'avg'"),
+])
+def test_bad_loss_input_raises(call: Any, error: type, pattern: str, device: str) -> None:
+    with pytest.raises(error, match=pattern):
+        call(device)
