@@ -90,6 +90,14 @@ def _scalar_category(value: object) -> int:
     return 2
 
 
+def _promote_tier(dtypes: list[np.dtype]) -> DType:
+    """Promotion within one tier: the highest category wins and keeps its own width, so an
+    int64 tensor with a float16 tensor is float16 (NumPy would say float64)."""
+    kinds = [_BY_NP[d] for d in dtypes]
+    top = max(k._category for k in kinds)
+    return _BY_NP[np.result_type(*(k.np for k in kinds if k._category == top))]
+
+
 def result_type(*operands: object) -> DType:
     """PyTorch's promotion: tensors with dimensions decide first, then 0-d tensors, then
     Python (and NumPy) scalars, each tier only when it brings a higher category
@@ -104,9 +112,9 @@ def result_type(*operands: object) -> DType:
             (dims if data.ndim else zero_d).append(data.dtype)
         else:
             scalar_cat = max(scalar_cat, _scalar_category(op))
-    result = _BY_NP[np.result_type(*dims)] if dims else None
+    result = _promote_tier(dims) if dims else None
     if zero_d:
-        z = _BY_NP[np.result_type(*zero_d)]
+        z = _promote_tier(zero_d)
         if result is None or z._category > result._category:
             result = z
     if scalar_cat >= 0 and (result is None or scalar_cat > result._category):

@@ -41,7 +41,8 @@ class Sum(Op):
     def forward(ctx: Op, x: Any, dims: tuple[int, ...], keepdim: bool) -> Any:
         ctx.dims = dims
         if x.dtype == np.float16:  # accumulate in float32: float16 overflows at 65504
-            return x.sum(axis=dims, keepdims=keepdim, dtype=np.float32).astype(np.float16)
+            with np.errstate(over="ignore"):  # a total beyond 65504 is inf, as in PyTorch
+                return x.sum(axis=dims, keepdims=keepdim, dtype=np.float32).astype(np.float16)
         if x.dtype.kind in "bi":
             return x.sum(axis=dims, keepdims=keepdim, dtype=np.int64)
         return x.sum(axis=dims, keepdims=keepdim)
@@ -141,6 +142,8 @@ def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     if x._data.dtype.kind != "f":
         raise TypeError(f"mean needs a floating-point tensor, got {x.dtype.name}; "
                         "convert with .float()")
+    if x._data.dtype == np.float16:  # divide in float32, before the sum can overflow
+        return mean(x.to(dtype="float32"), dim, keepdim).to(dtype="float16")
     count = int(np.prod([x.shape[d] for d in dims])) if dims else 1
     return Sum.apply(x, dims=dims, keepdim=keepdim) / float(count)  # 0 elements: nan
 
