@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._dtype import result_type
 from .._tensor import Tensor
 from ..autograd._op import Op
 from ._broadcast import sum_to
@@ -27,6 +28,44 @@ class MatMul(Op):
         ga = sum_to(matmul(gz, b.mT), a.shape) if need_a else None
         gb = sum_to(matmul(a.mT, gz), b.shape) if need_b else None
         return ga, gb
+
+
+class Linear(Op):
+    """y = x @ w^T (+ b) for x (N, in), w (out, in): gx = gy @ w, gw = gy^T @ x, gb = sum(gy).
+    One op instead of transpose, matmul and add: no transposed copy of w's gradient, and the
+    bias gradient is a plain column sum."""
+
+    @staticmethod
+    def forward(ctx: Op, x: Any, w: Any, b: Any = None) -> Any:
+        need_x, need_w = ctx.needs_input_grad[:2]
+        ctx.save_for_backward(x if need_w else None, w if need_x else None)
+        y = ctx.backend.matmul(x, w.T)
+        if b is not None:
+            y += b
+        return y
+
+    @staticmethod
+    def backward(ctx: Op, gy: Tensor) -> tuple[Any, ...]:
+        x, w = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        gx = matmul(gy, w) if needs[0] else None
+        gw = matmul(gy.mT, x) if needs[1] else None
+        if len(needs) == 2:
+            return gx, gw
+        return gx, gw, gy.sum(0) if needs[2] else None
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """x @ w.T + b over the last dim of x (leading dims flattened and restored)."""
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+    if b is None:
+        y = Linear.apply(*_operands(x2, w))
+    else:
+        target = result_type(x2, w, b)
+        x2, w, b = (t if t._data.dtype == target.np else t.to(dtype=target) for t in (x2, w, b))
+        y = Linear.apply(x2, w, b)
+    return y.reshape(*lead, w.shape[0]) if x.ndim != 2 else y
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
