@@ -73,11 +73,18 @@ class Op:
         ctx.saved = ()
         # Forward may read needs_input_grad to save only what the needed gradients use.
         ctx.needs_input_grad = needs if record else [False] * len(needs)
-        if backend.switch is None:
-            out = cls.forward(ctx, *arrays, **params)
-        else:
-            with backend.switch():
+        try:
+            if backend.switch is None:
                 out = cls.forward(ctx, *arrays, **params)
+            else:
+                with backend.switch():
+                    out = cls.forward(ctx, *arrays, **params)
+        except ValueError as err:  # NumPy's broadcast message neither names the op nor reads well
+            if "broadcast" not in str(err):
+                raise
+            shapes = " and ".join(str(a.shape) for a in arrays if hasattr(a, "shape"))
+            raise ValueError(f"{cls.__name__}: shapes {shapes} cannot be broadcast together"
+                             ) from None
         multi = type(out) is tuple
         if multi:
             outs = tuple(_as_array(y) for y in out)

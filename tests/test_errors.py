@@ -1,0 +1,177 @@
+"""Bad input raises a typed error whose message names what is wrong (shapes, dtypes, the op)."""
+
+from __future__ import annotations
+
+import pytest
+
+import tensorgrad as tg
+
+
+@pytest.mark.parametrize("op", [
+    lambda a, b: a + b, lambda a, b: a - b, lambda a, b: a * b, lambda a, b: a / b,
+    lambda a, b: a ** b, lambda a, b: tg.maximum(a, b), lambda a, b: tg.minimum(a, b),
+    lambda a, b: tg.where(a > 0, a, b),
+], ids=["add", "sub", "mul", "div", "pow", "maximum", "minimum", "where"])
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_mismatched_shapes_name_both(op, requires_grad: bool, device: str) -> None:
+    a = tg.ones(3, 4, device=device, requires_grad=requires_grad)
+    b = tg.ones(5, device=device)
+    with pytest.raises(ValueError, match=r"\(3, 4\).*\(5,\)"):
+        op(a, b)
+
+
+def test_matmul_shape_mismatch(device: str) -> None:
+    with pytest.raises(ValueError, match=r"matmul.*\(2, 3\).*\(4, 5\).*3 != 4"):
+        tg.ones(2, 3, device=device) @ tg.ones(4, 5, device=device)
+    with pytest.raises(ValueError, match=r"matmul.*\(2, 3, 4\).*\(5, 4, 2\)"):
+        tg.ones(2, 3, 4, device=device) @ tg.ones(5, 4, 2, device=device)
+    with pytest.raises(ValueError, match=r"matmul.*at least 1 dim.*\(\) and \(2,\)"):
+        tg.ones((), device=device) @ tg.ones(2, device=device)
+
+
+@pytest.mark.parametrize("shape", [(4, 2), (-1, 4), (7,), (-1, -1)])
+def test_reshape_to_a_wrong_size(shape: tuple[int, ...], device: str) -> None:
+    x = tg.ones(6, device=device)
+    with pytest.raises(ValueError, match=r"shape \(6,\).*into shape"):
+        x.reshape(*shape)
+
+
+def test_non_scalar_backward_without_gradient(device: str) -> None:
+    y = tg.ones(2, 3, device=device, requires_grad=True) * 2.0
+    with pytest.raises(RuntimeError, match=r"one element.*\(2, 3\).*gradient="):
+        y.backward()
+    with pytest.raises(ValueError, match=r"gradient has shape \(3,\).*\(2, 3\)"):
+        y.backward(gradient=tg.ones(3, device=device))
+
+
+def test_backward_twice_mentions_retain_graph(device: str) -> None:
+    y = (tg.ones(2, device=device, requires_grad=True).exp()).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match=r"second time.*retain_graph=True"):
+        y.backward()
+
+
+def test_backward_of_tensor_without_grad(device: str) -> None:
+    with pytest.raises(RuntimeError, match="requires_grad"):
+        tg.ones(1, device=device).backward()
+    with tg.no_grad():
+        y = tg.ones(1, device=device, requires_grad=True) * 2.0
+    with pytest.raises(RuntimeError, match="no_grad"):
+        y.backward()
+
+
+def test_grad_inputs_must_require_grad(device: str) -> None:
+    x = tg.ones(1, device=device, requires_grad=True)
+    with pytest.raises(RuntimeError, match="requires grad"):
+        tg.grad(x * 2.0, tg.ones(1, device=device))
+
+
+@pytest.mark.parametrize("dtype", [tg.int64, tg.int32, tg.bool])
+def test_requires_grad_on_non_float_tensor(dtype: tg.DType, device: str) -> None:
+    with pytest.raises(TypeError, match=rf"floating-point.*{dtype.name}"):
+        tg.ones(2, dtype=dtype, device=device, requires_grad=True)
+    with pytest.raises(TypeError, match="floating-point"):
+        tg.ones(2, dtype=dtype, device=device).requires_grad_()
+
+
+def test_requires_grad_must_be_a_bool(device: str) -> None:
+    with pytest.raises(TypeError, match="bool"):
+        tg.ones(1, device=device).requires_grad_(None)
+
+
+@pytest.mark.parametrize("name", ["float128", "complex64", "float8", "str", "tg.float32", 3])
+def test_bad_dtype_names(name: object, device: str) -> None:
+    with pytest.raises(TypeError, match=r"unsupported dtype.*float32"):
+        tg.zeros(1, dtype=name, device=device)
+
+
+def test_unsupported_array_dtype() -> None:
+    import numpy as np
+
+    with pytest.raises(TypeError, match=r"complex128.*not supported"):
+        tg.from_numpy(np.ones(2, dtype=np.complex128))
+    with pytest.raises(TypeError, match="cannot make a tensor"):
+        tg.tensor(["a", "b"])
+
+
+class _WrongShape(tg.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2.0
+
+    @staticmethod
+    def backward(ctx, gy):
+        return gy.sum()
+
+
+class _TooManyGrads(tg.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2.0
+
+    @staticmethod
+    def backward(ctx, gy):
+        return gy, gy
+
+
+class _NotATensor(tg.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.numpy()
+
+    @staticmethod
+    def backward(ctx, gy):
+        return gy
+
+
+def test_function_returning_wrong_shaped_gradient_names_the_op(device: str) -> None:
+    x = tg.ones(2, 3, device=device, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"_WrongShape.*shape \(\).*\(2, 3\)"):
+        _WrongShape.apply(x).sum().backward()
+    assert x.grad is None
+
+
+def test_function_returning_too_many_gradients_names_the_op(device: str) -> None:
+    x = tg.ones(2, device=device, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"_TooManyGrads.*2 gradients for 1 input"):
+        _TooManyGrads.apply(x).sum().backward()
+
+
+def test_function_forward_must_return_tensors(device: str) -> None:
+    with pytest.raises(TypeError, match=r"_NotATensor.forward must return Tensors"):
+        _NotATensor.apply(tg.ones(2, device=device))
+
+
+def test_index_errors_name_the_shape(device: str) -> None:
+    x = tg.ones(3, device=device)
+    with pytest.raises(IndexError, match=r"shape \(3,\)"):
+        x[5]
+    with pytest.raises(IndexError, match="integer or bool"):
+        x[tg.ones(1, device=device)]
+    with pytest.raises(IndexError, match=r"dim 2 is out of range.*1 dimension"):
+        x.sum(dim=2)
+
+
+def test_shape_op_errors(device: str) -> None:
+    with pytest.raises(ValueError, match=r"cat along dim 1.*\(2, 3\).*\(3, 3\)"):
+        tg.cat([tg.ones(2, 3, device=device), tg.ones(3, 3, device=device)], dim=1)
+    with pytest.raises(ValueError, match=r"one shape.*\(2,\).*\(3,\)"):
+        tg.stack([tg.ones(2, device=device), tg.ones(3, device=device)])
+    with pytest.raises(ValueError, match=r"\(3,\).*\(2, 4\)"):
+        tg.ones(3, device=device).expand(2, 4)
+    with pytest.raises(ValueError, match=r"permute"):
+        tg.ones(2, 3, device=device).permute(0, 0)
+
+
+def test_other_value_errors(device: str) -> None:
+    x = tg.ones(2, 2, device=device)
+    with pytest.raises(ValueError, match=r"one element.*\(2, 2\)"):
+        x.item()
+    with pytest.raises(RuntimeError, match="ambiguous"):
+        bool(x)
+    with pytest.raises(TypeError, match="bool tensor"):
+        tg.where(x, x, x)
+    with pytest.raises(TypeError, match=r"mean.*int64"):
+        tg.ones(2, dtype=tg.int64, device=device).mean()
+    with pytest.raises(ValueError, match="clamp"):
+        x.clamp()
