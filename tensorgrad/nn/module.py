@@ -285,14 +285,18 @@ class Module:
         """name -> Tensor for every parameter and persistent buffer, detached unless
         keep_vars, as torch.nn.Module.state_dict."""
         out: OrderedDict = OrderedDict()
-        for module_name, module in self.named_modules(prefix.rstrip(".")):
-            head = f"{module_name}." if module_name else ""
+        # Every path to a shared module gets its own keys, as in PyTorch: no deduplication.
+        stack = [(prefix, self)]
+        while stack:
+            head, module = stack.pop()
             for name, param in module._parameters.items():
                 if param is not None:
                     out[head + name] = param if keep_vars else param.detach()
             for name, buf in module._buffers.items():
                 if buf is not None and name not in module._non_persistent:
                     out[head + name] = buf if keep_vars else buf.detach()
+            stack.extend(reversed([(f"{head}{key}.", child) for key, child
+                                   in module._modules.items() if child is not None]))
         return out
 
     def load_state_dict(self, state_dict: Any, strict: bool = True) -> IncompatibleKeys:
