@@ -10,8 +10,9 @@ transposed (non-contiguous) view of a contiguous leaf.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 

@@ -118,7 +118,7 @@ def test_saved_arrays_freed_after_backward(device: str) -> None:
     node = z.grad_fn
     z.sum().backward()
     with pytest.raises(RuntimeError, match="retain_graph=True"):
-        node.saved_tensors
+        _ = node.saved_tensors
 
 
 def test_retain_graph_allows_second_backward(device: str) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from op_db import OPS, OpSpec, sample_inputs
 
 import tensorgrad as tg
-
-from op_db import OPS, OpSpec, sample_inputs
 
 
 def _outputs(out: object) -> list[tg.Tensor]:
@@ -20,7 +19,7 @@ def test_gradient_matches_central_differences(spec: OpSpec, device: str,
                                               rng: np.random.Generator) -> None:
     for sample in spec.samples:
         inputs = sample_inputs(spec, sample, rng, device=device)
-        tg.autograd.gradcheck(lambda *xs: spec.call(tg, list(xs), sample), inputs)
+        tg.autograd.gradcheck(lambda *xs, s=sample: spec.call(tg, list(xs), s), inputs)
 
 
 @pytest.mark.parametrize("spec", [s for s in OPS if s.double_backward], ids=lambda s: s.name)
@@ -35,9 +34,9 @@ def test_second_order_matches_central_differences(spec: OpSpec, device: str,
         vs = [tg.tensor(rng.standard_normal(o.shape), dtype=tg.float64, device=device,
                         requires_grad=True) for o in outs]
 
-        def first_order(*args: tg.Tensor) -> tuple[tg.Tensor, ...]:
+        def first_order(*args: tg.Tensor, n: int = n, s: tuple = sample) -> tuple:
             xs, gs = list(args[:n]), list(args[n:])
-            grads = tg.grad(_outputs(spec.call(tg, xs, sample)), xs, grad_outputs=gs,
+            grads = tg.grad(_outputs(spec.call(tg, xs, s)), xs, grad_outputs=gs,
                             create_graph=True, allow_unused=True)
             return tuple(g for g in grads if g is not None)
 
