@@ -3,7 +3,7 @@ the sample shapes, sampling domains and kinks the gradient and PyTorch tests dra
 
 Each `fn(m, *xs)` is written once for both libraries: `m` is `tensorgrad` or `torch`, and the
 body uses names the two share. Where PyTorch spells an op differently, `torch_fn` (same
-signature) is the reference; `torch_fn=None` with `torch=False` means there is no reference.
+signature) is the reference.
 A sample is one shape per tensor input; `T(shape)` marks an input that reaches the op as a
 transposed (non-contiguous) view of a contiguous leaf.
 """
@@ -37,9 +37,7 @@ class OpSpec:
     margin: float = 0.1
     domains: tuple[tuple[float, float], ...] | None = None  # per input, overrides low/high
     torch_fn: Callable[..., Any] | None = None
-    torch: bool = True
-    double_backward: bool = True
-    float16: bool = True               # forward defined and meaningful in float16
+    double_backward: bool = True       # False: first-order only (its backward uses raw arrays)
 
     def call(self, m: Any, leaves: list[Any], samples: tuple[Any, ...]) -> Any:
         """Apply the op to leaves, transposing those the sample marks with T."""

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from op_db import OPS, OpSpec, sample_arrays
 
 import tensorgrad as tg
-from op_db import OPS, OpSpec, sample_arrays
 
 torch = pytest.importorskip("torch")
 
@@ -18,15 +18,12 @@ FORWARD_TOL = {"float16": (1e-2, 1e-2), "float32": (1e-5, 1e-5), "float64": (1e-
 # Gradients computed in the dtype by both libraries.
 GRAD_TOL = {"float32": (1e-4, 1e-5), "float64": (1e-9, 1e-11)}
 
-TORCH_OPS = [s for s in OPS if s.torch]
-
-
 def _outputs(out: Any) -> list[Any]:
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
 @pytest.mark.parametrize("dtype", list(FORWARD_TOL))
-@pytest.mark.parametrize("spec", TORCH_OPS, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", OPS, ids=lambda s: s.name)
 def test_forward_matches_torch(spec: OpSpec, dtype: str, device: str,
                                rng: np.random.Generator) -> None:
     rtol, atol = FORWARD_TOL[dtype]
@@ -44,7 +41,7 @@ def test_forward_matches_torch(spec: OpSpec, dtype: str, device: str,
 
 
 @pytest.mark.parametrize("dtype", list(GRAD_TOL))
-@pytest.mark.parametrize("spec", TORCH_OPS, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", OPS, ids=lambda s: s.name)
 def test_gradients_match_torch(spec: OpSpec, dtype: str, device: str,
                                rng: np.random.Generator) -> None:
     rtol, atol = GRAD_TOL[dtype]
