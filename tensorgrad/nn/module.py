@@ -245,10 +245,11 @@ class Module:
                 param.grad.zero_()
 
     def to(self, *args: Any, device: Any = None, dtype: Any = None) -> Module:
-        """Move parameters and buffers to a device and/or cast floating ones to a dtype, in
-        place: the Parameter objects stay the same, so an optimizer built before still works."""
+        """Move parameters and buffers to a device and/or cast floating ones to a dtype (given
+        by keyword or positionally, a dtype also as a name like "float64"), in place: the Parameter objects stay the same, so an optimizer built before still works."""
         for arg in args:
-            if isinstance(arg, (str, Device)):
+            if isinstance(arg, Device) or isinstance(arg, str) and arg.partition(":")[0].strip(
+                    ).lower() in ("cpu", "cuda", "auto"):
                 device = arg
             else:
                 dtype = arg
