@@ -1,0 +1,75 @@
+"""`python -m benchmarks [--quick] [--out DIR] [--devices cpu,cuda] [-k EXPR]`: run the suites
+with pytest-benchmark, then write the report (report.md, results.csv, PNG plots, the raw
+benchmark.json) under DIR/<device name>/ (DIR defaults to benchmarks/results, or
+benchmarks/results/quick in quick mode so a smoke run never overwrites the published tables).
+
+Runs from the source tree (`PYTHONPATH=. python -m benchmarks`); nothing needs installing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split(
+        "\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes and short budgets (the CI smoke run)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the results (a subfolder per device is made)")
+    parser.add_argument("--devices", default=None,
+                        help="comma-separated device kinds to run (cpu,cuda); default: all")
+    parser.add_argument("-k", dest="keyword", default=None,
+                        help="run only the cases matching this pytest -k expression")
+    args = parser.parse_args(argv)
+
+    # Sizes are test parameters: the mode must be set before pytest collects the suites.
+    mode = "quick" if args.quick else "full"
+    os.environ["TG_BENCH_MODE"] = mode
+    if args.devices:
+        os.environ["TG_BENCH_DEVICES"] = args.devices
+    os.environ.setdefault("CUPY_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp"))
+                                                / "tg-cupy-cache"))
+
+    import pytest
+
+    from .impls import device_slug, environment
+    from .report import write_report
+
+    env = environment()
+    base = args.out or (HERE / "results" / ("quick" if args.quick else ""))
+    out = base / device_slug(env)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "benchmark.json"
+    print(f"tensorgrad benchmarks, mode {mode}, results to {out}", flush=True)
+    for key, value in env.items():
+        print(f"  {key}: {value}", flush=True)
+
+    pytest_args = [
+        str(HERE), "-o", "python_files=bench_*.py", "-p", "no:cacheprovider",
+        "-W", "default", "-q", "-s", "-rs", "--benchmark-quiet",
+        f"--benchmark-json={json_path}",
+    ]
+    if args.keyword:
+        pytest_args += ["-k", args.keyword]
+    start = time.perf_counter()
+    code = pytest.main(pytest_args)
+    elapsed = time.perf_counter() - start
+    if not json_path.exists():
+        print("no benchmark ran; no report written", file=sys.stderr)
+        return int(code) or 1
+    for path in write_report(json_path, out, env, mode, elapsed):
+        print(f"wrote {path}", flush=True)
+    print(f"done in {elapsed:.0f} s", flush=True)
+    return int(code)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
