@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from . import functional, init, utils
-from .activation import (ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax,
-                         Softplus, Tanh)
+from .activation import (
+    ELU,
+    GELU,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
 from .container import ModuleList, Sequential
 from .conv import Conv2d
 from .dropout import Dropout

@@ -9,16 +9,27 @@ re-exported.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from .._creation import arange, ones, rand
 from .._tensor import Tensor
 from ..autograd import no_grad
-from ..ops.activation import (elu, gelu, leaky_relu, log_softmax, relu, sigmoid, silu, softmax,
-                              softplus, tanh)
 from ..ops import linalg as _linalg
+from ..ops.activation import (
+    elu,
+    gelu,
+    leaky_relu,
+    log_softmax,
+    relu,
+    sigmoid,
+    silu,
+    softmax,
+    softplus,
+    tanh,
+)
 from ..ops.arithmetic import where
 from ._ops import SoftmaxCrossEntropy, Unfold, window_out_size
 

@@ -9,7 +9,8 @@ the order they were assigned, so names and order match PyTorch's.
 from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from .._device import Device, as_device
 from .._dtype import as_dtype
@@ -245,8 +246,9 @@ class Module:
                 param.grad.zero_()
 
     def to(self, *args: Any, device: Any = None, dtype: Any = None) -> Module:
-        """Move parameters and buffers to a device and/or cast floating ones to a dtype (given
-        by keyword or positionally, a dtype also as a name like "float64"), in place: the Parameter objects stay the same, so an optimizer built before still works."""
+        """Move parameters and buffers to a device and/or cast floating ones to a dtype (by
+        keyword or positionally, a dtype also by name such as "float64"), in place: the
+        Parameter objects stay the same, so an optimizer built before still works."""
         for arg in args:
             if isinstance(arg, Device) or isinstance(arg, str) and arg.partition(":")[0].strip(
                     ).lower() in ("cpu", "cuda", "auto"):

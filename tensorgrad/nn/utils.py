@@ -8,7 +8,7 @@ except grad_norms, which returns Python floats and reads them in one transfer.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 from .._tensor import Tensor
 from ..autograd import no_grad

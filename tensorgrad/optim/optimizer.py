@@ -10,7 +10,8 @@ parameters without a gradient, and bumps each updated parameter's version counte
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .._creation import zeros_like
 from .._tensor import Tensor

@@ -3,8 +3,9 @@ float32), and float64 gradcheck of every layer over its input and parameters."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
