@@ -212,6 +212,17 @@ class Tensor:
 
         return conversion.clone(self)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Tensor:
+        """A leaf copy with its own memory (and a copy of .grad), of the same class (so a
+        Parameter stays one), as torch's deepcopy; the backend is shared, not copied."""
+        if self._grad_fn is not None:
+            raise RuntimeError("only leaf tensors support deepcopy; use .detach().clone()")
+        t = type(self)._make(self._data.copy(), self._backend, self._requires_grad)
+        memo[id(self)] = t
+        if self.grad is not None:
+            t.grad = self.grad.__deepcopy__(memo)
+        return t
+
     def contiguous(self) -> Tensor:
         return self.clone() if not self._data.flags.c_contiguous else self
 

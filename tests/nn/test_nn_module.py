@@ -352,3 +352,19 @@ def test_grad_norms_per_named_parameter() -> None:
     assert list(norms) == ["0.weight", "0.bias", "2.weight"]
     assert all(isinstance(v, float) for v in norms.values())
     assert norms["0.weight"] == pytest.approx(float(np.linalg.norm(net[0].weight.grad.numpy())))
+
+
+def test_deepcopy_gives_an_independent_module_with_parameters() -> None:
+    import copy
+
+    net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    net(tg.randn(4, 3)).sum().backward()
+    twin = copy.deepcopy(net)
+    assert isinstance(twin[0].weight, nn.Parameter) and twin[0].weight.requires_grad
+    np.testing.assert_array_equal(twin[0].weight.grad.numpy(), net[0].weight.grad.numpy())
+    with tg.no_grad():
+        twin[0].weight.fill_(0.0)
+    assert not np.array_equal(net[0].weight.numpy(), 0.0)
+    np.testing.assert_array_equal(twin[1].running_mean.numpy(), net[1].running_mean.numpy())
+    with pytest.raises(RuntimeError, match="only leaf tensors support deepcopy"):
+        copy.deepcopy(net[0].weight * 2.0)
