@@ -4,13 +4,15 @@
 
 Deep narrow networks (64 -> 30 -> 30 -> 30 -> 30 -> 10: four hidden layers) are trained on the
 8x8 digits with plain SGD. After every backward pass, tg.nn.utils.grad_norms gives the gradient
-norm of each hidden layer's weights: how fast that layer learns. With weights drawn from
-N(0, 1), sigmoid and tanh units saturate and each layer passes back a fraction of the gradient
-it receives, so the earliest layers learn far slower than the last (vanishing gradients);
-ReLU units with the same weights amplify it instead (exploding gradients). Then the remedies:
-Xavier/Kaiming initialization, ReLU, gradient clipping and batch normalization, each on the same
-plot. Printed for every setting: the ratio of the first hidden layer's gradient norm to the
-last one's (1 = every layer learns at the same speed). Plot: <out>/learning_speed.png.
+norm of each hidden layer's weights: how fast that layer learns.
+
+With small weights (PyTorch's default initialization) each sigmoid layer passes back at most a
+quarter of the gradient it receives (sigmoid' <= 1/4), so the earliest layers learn far slower
+than the last: vanishing gradients. ReLU units with large N(0, 1) weights amplify it instead:
+exploding gradients, after which the units die. Then the lecture's remedies, each on the same
+plot: better initialization (Xavier, Kaiming), ReLU, gradient clipping, batch normalization.
+Printed for every setting: the ratio of the first hidden layer's gradient norm to the last
+one's (1 = every layer learns at the same speed). Plot: <out>/learning_speed.png.
 """
 
 from __future__ import annotations
@@ -39,19 +41,34 @@ class Setting:
     clip: float | None = None
 
 
+def default_init(weight: tg.Tensor) -> None:
+    """Keep Linear's own initialization, PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+
+
 def standard_normal(weight: tg.Tensor) -> None:
     nn.init.normal_(weight, 0.0, 1.0)
 
 
+def xavier_sigmoid(weight: tg.Tensor) -> None:
+    """Xavier with gain 4: sigmoid'(0) = 1/4, so Glorot and Bengio scale the weights by 4 to
+    keep the variance of the backpropagated gradient the same from layer to layer."""
+    nn.init.xavier_normal_(weight, gain=4.0)
+
+
+def kaiming_relu(weight: tg.Tensor) -> None:
+    nn.init.kaiming_normal_(weight, nonlinearity="relu")
+
+
+# The first row shows the problems, the second row a remedy each.
 SETTINGS = [
-    Setting("sigmoid, N(0, 1) weights", nn.Sigmoid, standard_normal),
-    Setting("tanh, N(0, 1) weights", nn.Tanh, standard_normal),
-    Setting("ReLU, N(0, 1) weights", nn.ReLU, standard_normal),
-    Setting("remedy: sigmoid, Xavier init", nn.Sigmoid, nn.init.xavier_normal_),
-    Setting("remedy: ReLU, Kaiming init", nn.ReLU,
-            lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu")),
-    Setting("remedy: ReLU, N(0, 1), clip norm 1", nn.ReLU, standard_normal, clip=1.0),
-    Setting("remedy: sigmoid, N(0, 1), batch norm", nn.Sigmoid, standard_normal,
+    Setting("vanishing: sigmoid, default init", nn.Sigmoid, default_init),
+    Setting("tanh, default init", nn.Tanh, default_init),
+    Setting("ReLU, default init", nn.ReLU, default_init),
+    Setting("exploding: ReLU, N(0, 1) weights", nn.ReLU, standard_normal),
+    Setting("remedy: sigmoid, Xavier init (gain 4)", nn.Sigmoid, xavier_sigmoid),
+    Setting("remedy: ReLU, Kaiming init", nn.ReLU, kaiming_relu),
+    Setting("remedy: ReLU, N(0, 1), clip norm to 1", nn.ReLU, standard_normal, clip=1.0),
+    Setting("remedy: sigmoid, default init, batch norm", nn.Sigmoid, default_init,
             batch_norm=True),
 ]
 
@@ -76,9 +93,10 @@ def build(setting: Setting, device: tg.Device) -> tuple[nn.Module, list[str]]:
 
 
 def train(setting: Setting, loader: tg.data.DataLoader, device: tg.Device, steps: int,
-          lr: float) -> np.ndarray:
+          lr: float) -> tuple[np.ndarray, float]:
     """SGD for `steps` steps; returns the gradient norm of each hidden layer at every step,
-    shape (steps, hidden layers). With clipping, the norms after clipping (what SGD uses)."""
+    shape (steps, hidden layers), and the last loss. With clipping, the norms after clipping
+    (what SGD uses)."""
     model, names = build(setting, device)
     optimizer = tg.optim.SGD(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
@@ -99,23 +117,25 @@ def train(setting: Setting, loader: tg.data.DataLoader, device: tg.Device, steps
         layer_norms = nn.utils.grad_norms(model)
         norms.append([layer_norms[name] for name in names])
         optimizer.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    return np.array(norms)
+        last_loss = loss.item()
+        bar.set_postfix(loss=f"{last_loss:.3f}", refresh=False)
+    return np.array(norms), last_loss
 
 
-def plot(results: dict[str, np.ndarray], steps_per_epoch: int, path: Path) -> None:
+def plot(results: dict[str, tuple[np.ndarray, float]], steps_per_epoch: int,
+         path: Path) -> None:
     plt = _common.pyplot()
     cols = 4
     rows = math.ceil(len(results) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), sharex=True,
                              sharey=True, layout="constrained")
     axes = axes.ravel()
-    for ax, (title, norms) in zip(axes, results.items()):
+    for ax, (title, (norms, last_loss)) in zip(axes, results.items()):
         epochs = np.arange(1, len(norms) + 1) / steps_per_epoch
         for layer in range(norms.shape[1]):
             ax.plot(epochs, norms[:, layer], lw=1, label=f"hidden layer {layer + 1}")
-        ratio = _ratio(norms)
-        ax.set_title(f"{title}\nfirst/last = {ratio:.2g}", fontsize=9)
+        ax.set_title(f"{title}\nfirst/last = {_ratio(norms):.2g}, last loss {last_loss:.2g}",
+                     fontsize=9)
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
     for ax in axes[len(results):]:
@@ -154,10 +174,11 @@ def main(argv: list[str] | None = None) -> None:
         tg.manual_seed(args.seed)  # every setting starts from the same random draws
         results[setting.title] = train(setting, loader, device, steps, args.lr)
     print("\ngradient norm of the first hidden layer / the last (geometric mean over steps):")
-    for title, norms in results.items():
+    for title, (norms, _) in results.items():
         mean = norms.mean(axis=0)
-        print(f"  {title:<40} {_ratio(norms):>9.3g}   per layer: "
-              + "  ".join(f"{v:.2e}" for v in mean))
+        print(f"  {title:<42} {_ratio(norms):>9.3g}   mean per layer: "
+              + "  ".join(f"{v:.1e}" for v in mean)
+              + ("   (all units dead by the end)" if not norms[-1].any() else ""))
     print("  (clipping scales every layer by the same factor: it bounds the step, "
           "not the ratio between layers)")
     plot(results, len(loader), out / "learning_speed.png")

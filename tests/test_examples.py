@@ -1,0 +1,117 @@
+"""The example scripts run end to end: each in --smoke mode on the CPU, the digits MLP to its
+accuracy, and an interrupted-then-resumed digits run to the same weights as an uninterrupted one.
+
+Each script runs in a subprocess from the repository root, as a user runs it, with
+PYTHONPATH pointing at the source tree and its output folder in tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tensorgrad as tg
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+pytest.importorskip("matplotlib", reason="the examples plot with matplotlib")
+pytest.importorskip("sklearn", reason="the digits come from scikit-learn's bundled copy")
+
+
+def start_example(script: str, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run examples/<script> on the CPU and return what it did."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    # The examples' matrices are small: BLAS threads would only fight over a 2-core CI runner.
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / script), "--device", "cpu", "--out", str(out), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def run_example(script: str, out: Path, *args: str) -> str:
+    """Run examples/<script> on the CPU; returns its stdout, failing with its output."""
+    done = start_example(script, out, *args)
+    assert done.returncode == 0, (f"{script} {' '.join(args)} exited with {done.returncode}\n"
+                                  f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}")
+    return done.stdout
+
+
+@pytest.mark.parametrize("script, images", [
+    ("train_digits.py", ["curves.png"]),
+    ("linear_regression_gd.py", ["regression.png"]),
+    ("vanishing_gradients.py", ["learning_speed.png"]),
+    ("spirals.py", ["spirals.png"]),
+    ("cnn_digits.py", ["cnn_digits.png"]),
+])
+def test_smoke(script: str, images: list[str], tmp_path: Path) -> None:
+    run_example(script, tmp_path, "--smoke")
+    for name in images:
+        path = tmp_path / name
+        assert path.is_file() and path.read_bytes().startswith(b"\x89PNG"), path
+
+
+def test_circuit_prints_the_lecture_values(tmp_path: Path) -> None:
+    out = run_example("circuit.py", tmp_path, "--smoke")
+    assert re.search(r"q = x \+ y\s+3\.00\s+-4\.00", out)
+    assert re.search(r"f = q \* z\s+-12\.00\s+1\.00", out)
+    assert re.search(r"z = input\s+-4\.00\s+3\.00", out)
+    # The sigmoid neuron: forward 0.73, dx = (0.39, -0.59), dw = (-0.20, -0.39, 0.20).
+    assert re.search(r"f = 1 / h\s+0\.73\s+1\.00", out)
+    assert "dx = (0.39, -0.59)   dw = (-0.20, -0.39, 0.20)" in out
+    for name in ("circuit_add_mul", "circuit_neuron"):
+        assert "digraph" in (tmp_path / f"{name}.dot").read_text()
+        if shutil.which("dot"):
+            assert (tmp_path / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+
+
+def _assert_same(a: object, b: object, where: str = "checkpoint") -> None:
+    """Two loaded checkpoints hold exactly the same values (arrays bitwise)."""
+    assert type(a) is type(b), where
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, tg.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape, where
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=where, strict=True)
+    else:
+        assert a == b, where
+
+
+def test_train_digits_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
+    common = ["--epochs", "3", "--hidden", "32"]
+    run_example("train_digits.py", tmp_path / "straight", *common)
+    out = run_example("train_digits.py", tmp_path / "resumed", *common, "--stop-after", "1")
+    assert "stopping after epoch 1" in out
+    partial = tg.load(tmp_path / "resumed" / "checkpoint.npz")
+    assert partial["epoch"] == 1
+    out = run_example("train_digits.py", tmp_path / "resumed", *common, "--resume")
+    assert "resumed from" in out and "1 epochs done" in out
+    straight = tg.load(tmp_path / "straight" / "checkpoint.npz")
+    resumed = tg.load(tmp_path / "resumed" / "checkpoint.npz")
+    assert resumed["epoch"] == 3
+    _assert_same(straight, resumed)
+    # Resuming with other hyperparameters would silently mix two runs: refused.
+    done = start_example("train_digits.py", tmp_path / "resumed", "--epochs", "3", "--hidden",
+                         "16", "--resume")
+    assert done.returncode != 0 and "use the same options" in done.stderr
+
+
+@pytest.mark.slow
+def test_train_digits_reaches_97_percent(tmp_path: Path) -> None:
+    out = run_example("train_digits.py", tmp_path)
+    accuracy = float(re.search(r"final test accuracy: ([\d.]+)%", out).group(1))
+    assert accuracy >= 97.0, out
