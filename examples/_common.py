@@ -11,8 +11,9 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import tensorgrad as tg
 

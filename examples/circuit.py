@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 
 import _common
+
 import tensorgrad as tg
 
 SCRIPT = "circuit"

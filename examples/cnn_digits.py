@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import _common
 import numpy as np
 
-import _common
 import tensorgrad as tg
 from tensorgrad import nn
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import _common
 import numpy as np
 
-import _common
 import tensorgrad as tg
 
 SCRIPT = "linear_regression_gd"
@@ -37,7 +37,8 @@ def plot(x: np.ndarray, y: np.ndarray, losses: list[float], lines: dict[int, tup
     ax_fit.scatter(x, y, s=10, color="grey", alpha=0.6, label="data")
     grid = np.linspace(x.min(), x.max(), 2)
     for epoch, (w, b) in lines.items():
-        ax_fit.plot(grid, w * grid + b, color=colors[epoch], label=f"epoch {epoch}: y = {w:.2f} x + {b:.2f}")
+        ax_fit.plot(grid, w * grid + b, color=colors[epoch],
+                    label=f"epoch {epoch}: y = {w:.2f} x + {b:.2f}")
     w, b = exact
     ax_fit.plot(grid, w * grid + b, "k--", lw=1, label=f"least squares: y = {w:.2f} x + {b:.2f}")
     ax_fit.set(xlabel="x", ylabel="y", title="Fitted line")

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _common
 import numpy as np
 
-import _common
 import tensorgrad as tg
 from tensorgrad import nn
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     x, y = tg.data.datasets.load_digits(device=device)
     x_train, y_train, x_test, y_test = split(x, y)
     print(f"data: {x_train.shape[0]} training and {x_test.shape[0]} test digits of "
-          f"{x.shape[1]} pixels")
+          f"{x.shape[1]} pixels, standardized with the training set's statistics")
     model = build_model(args.hidden).to(device)
     optimizer = tg.optim.Adam(model.parameters(), lr=args.lr)
     # The loader's order is a function of (seed, epoch) only, so saving its epoch counter is

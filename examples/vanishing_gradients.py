@@ -18,13 +18,13 @@ one's (1 = every layer learns at the same speed). Plot: <out>/learning_speed.png
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
 
 import _common
+import numpy as np
+
 import tensorgrad as tg
 from tensorgrad import nn
 

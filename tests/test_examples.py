@@ -73,6 +73,23 @@ def test_circuit_prints_the_lecture_values(tmp_path: Path) -> None:
             assert (tmp_path / f"{name}.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_progress_without_tqdm(monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if tqdm were not installed
+    import _common
+
+    bar = _common.progress(range(20), desc="steps")
+    seen = []
+    for i in bar:
+        seen.append(i)
+        bar.set_postfix(loss=f"{1 / (i + 1):.2f}", refresh=False)
+    assert seen == list(range(20))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 10 and lines[-1].startswith("steps: 20/20 [")
+    assert lines[-1].endswith("loss=0.05")
+
+
 def _assert_same(a: object, b: object, where: str = "checkpoint") -> None:
     """Two loaded checkpoints hold exactly the same values (arrays bitwise)."""
     assert type(a) is type(b), where
@@ -82,7 +99,7 @@ def _assert_same(a: object, b: object, where: str = "checkpoint") -> None:
             _assert_same(a[key], b[key], f"{where}[{key!r}]")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _assert_same(x, y, f"{where}[{i}]")
     elif isinstance(a, tg.Tensor):
         assert a.dtype == b.dtype and a.shape == b.shape, where
