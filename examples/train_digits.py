@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
         train_loss = float(np.mean(losses))
         _, train_acc = evaluate(model, x_train, y_train)
         test_loss, test_acc = evaluate(model, x_test, y_test)
-        for key, value in zip(history, (train_loss, test_loss, train_acc, test_acc)):
+        for key, value in (("train_loss", train_loss), ("test_loss", test_loss),
+                           ("train_acc", train_acc), ("test_acc", test_acc)):
             history[key].append(value)
         bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{100 * test_acc:.2f}%",
                         refresh=False)
