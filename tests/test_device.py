@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cuda_unusable_reason
 
 import tensorgrad as tg
 import tensorgrad._device as _device_module
-from conftest import cuda_unusable_reason
 
 REPO = Path(__file__).resolve().parents[1]
 needs_no_cuda = pytest.mark.skipif(cuda_unusable_reason() is None,

@@ -4,7 +4,7 @@ input's shape; a smaller sample also passes float64 gradcheck."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
