@@ -40,7 +40,15 @@ __device__ __forceinline__ void tg_sgd_momentum_step(double& p, double g, double
 
 // Adam and AdamW. l2 is Adam's weight decay added to the gradient (0 for AdamW); decay is
 // AdamW's decoupled factor 1 - lr * wd (1 for Adam). step_size = lr / (1 - beta1^t) and
-// bc2_sqrt = sqrt(1 - beta2^t) come from the host, computed once per step in double.
+// bc2_sqrt = sqrt(1 - beta2^t) are computed in double from the step count t, which lives on
+// the device (so a replayed CUDA graph counts its steps); PyTorch computes them in double too.
+__device__ __forceinline__ double tg_adam_step_size(double lr, double beta1, double t) {
+    return lr / (1.0 - pow(beta1, t));
+}
+__device__ __forceinline__ double tg_adam_bc2_sqrt(double beta2, double t) {
+    return sqrt(1.0 - pow(beta2, t));
+}
+
 template <typename R>
 __device__ __forceinline__ void tg_adam_step_(R& p, R g, R& m, R& v, R l2, R decay, R beta1,
                                               R beta2, R step_size, R bc2_sqrt, R eps) {

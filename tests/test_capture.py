@@ -103,3 +103,56 @@ def test_graph_memory_stays_flat_over_replays(device):
     tg.cuda.synchronize()
     assert graph.pool_bytes() == before
     np.testing.assert_allclose(y.item(), np.maximum(x.numpy() @ w.numpy(), 0).sum(), rtol=1e-4)
+
+
+def test_schedulers_update_the_learning_rate_the_kernels_read(device):
+    p = tg.zeros(3, device=device, requires_grad=True)
+    opt = tg.optim.SGD([p], lr=0.5)
+    sched = tg.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.1)
+    for expected_delta in (0.5, 0.05, 0.005):
+        p.grad = tg.ones(3, device=device)
+        before = p.numpy().copy()
+        opt.step()
+        np.testing.assert_allclose(before - p.numpy(), expected_delta, rtol=1e-6)
+        sched.step()
+    (lr_array,) = opt.param_groups[0].lr_arrays.values()
+    assert float(tg.Tensor(lr_array).item()) == pytest.approx(0.0005)
+
+
+def test_adam_counts_its_steps_on_the_device(device):
+    p = tg.ones(4, device=device, requires_grad=True)
+    opt = tg.optim.Adam([p], lr=0.1)
+    for _ in range(3):
+        p.grad = tg.ones(4, device=device)
+        opt.step()
+    step = opt.state[p]["step"]
+    assert step.device == tg.Device(device) and step.item() == 3.0
+
+
+def test_replays_follow_a_scheduler_and_count_adam_steps(device):
+    if device != "cuda":
+        pytest.skip("graph capture needs CUDA")
+    batches = _batches(8, device)
+    results = []
+    for captured in (False, True):
+        model = _mlp(0, device)
+        opt = tg.optim.Adam(model.parameters(), lr=1e-3)
+        sched = tg.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+        loss_fn = nn.CrossEntropyLoss()
+
+        def step(x, y, model=model, opt=opt, loss_fn=loss_fn):
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        run = tg.cuda.capture(step) if captured else step
+        losses = []
+        for x, y in batches:
+            losses.append(run(x, y).item())
+            sched.step()
+        results.append((losses, [p.numpy() for p in model.parameters()]))
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(a, b)

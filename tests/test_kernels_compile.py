@@ -91,6 +91,8 @@ def _param(decl: str, types: dict[str, str], is_input: bool) -> tuple[str, str]:
     words = decl.split()
     kind, name = words[-2], words[-1]
     if kind not in types:
+        if words[0] == "raw":  # a device scalar: a 1-element array read as name[0]
+            return f"const {CTYPES[kind]}* {name}", ""
         return f"{CTYPES[kind]} {name}", ""
     qual = "const " if is_input else ""
     if words[0] == "raw":

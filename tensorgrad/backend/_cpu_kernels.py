@@ -41,6 +41,12 @@ def _scalar(value: Any, dtype: np.dtype) -> np.floating:
     return kind(value.reshape(())) if isinstance(value, np.ndarray) else kind(value)
 
 
+def _host(value: Any) -> float:
+    """A learning rate or step count given as a number or a 1-element array (the optimizers
+    keep both in arrays, so that on CUDA they live on the device)."""
+    return float(np.reshape(value, ())) if isinstance(value, np.ndarray) else float(value)
+
+
 def _dest(out: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
     """Where the last operation may write directly: out, unless float16 must round first."""
     return None if dtype == _F16 else out
@@ -301,7 +307,7 @@ class CpuKernels:
 
     # optimizers: one tensor, in place, PyTorch's order of operations
 
-    def sgd_step(self, p: np.ndarray, g: np.ndarray, buf: np.ndarray | None, lr: float,
+    def sgd_step(self, p: np.ndarray, g: np.ndarray, buf: np.ndarray | None, lr: Any,
                  momentum: float, dampening: float, weight_decay: float, nesterov: bool,
                  first_step: bool = False) -> None:
         """torch.optim.SGD on one tensor; buf is None when momentum == 0, and first_step=True
@@ -324,23 +330,24 @@ class CpuKernels:
         if pc is not p:
             np.copyto(p, pc, casting="same_kind")
 
-    def adam_step(self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float,
+    def adam_step(self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: Any,
                   beta1: float, beta2: float, eps: float, weight_decay: float,
-                  step: int) -> None:
+                  step: Any) -> None:
         """torch.optim.Adam on one tensor; weight decay is L2 added to the gradient."""
         self._adam(p, g, m, v, lr, beta1, beta2, eps, step, l2=weight_decay, decay=1.0)
 
     def adamw_step(self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray,
                    lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
-                   step: int) -> None:
+                   step: Any) -> None:
         """torch.optim.AdamW on one tensor; decoupled decay p *= 1 - lr * weight_decay."""
         self._adam(p, g, m, v, lr, beta1, beta2, eps, step, l2=0.0,
-                   decay=1.0 - lr * weight_decay)
+                   decay=1.0 - _host(lr) * weight_decay)
 
-    def _adam(self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float,
-              beta1: float, beta2: float, eps: float, step: int, l2: float,
+    def _adam(self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: Any,
+              beta1: float, beta2: float, eps: float, step: Any, l2: float,
               decay: float) -> None:
         dt = p.dtype
+        lr, step = _host(lr), _host(step)
         step_size = _scalar(lr / (1.0 - beta1 ** step), dt)
         bc2_sqrt = _scalar(math.sqrt(1.0 - beta2 ** step), dt)
         pc, gc, mc, vc = _up(p), _up(g), _up(m), _up(v)
@@ -361,7 +368,7 @@ class CpuKernels:
             if compute is not state:
                 np.copyto(state, compute, casting="same_kind")
 
-    def rmsprop_step(self, p: np.ndarray, g: np.ndarray, sq: np.ndarray, lr: float,
+    def rmsprop_step(self, p: np.ndarray, g: np.ndarray, sq: np.ndarray, lr: Any,
                      alpha: float, eps: float, weight_decay: float, momentum: float,
                      buf: np.ndarray | None) -> None:
         """torch.optim.RMSprop (centered=False) on one tensor; buf is None when momentum == 0."""

@@ -67,38 +67,42 @@ _KERNELS: dict[str, tuple[str, str, str, str]] = {
                          ("gx = tg_softmax_xent_grad(p, target == i % ncls, "
                           "tg_real<T>(scale[0]))")),
     # Optimizer steps: parameter and state are outputs updated in place, loaded into the
-    # compute type, stepped, and stored back (one rounding per step for float16).
-    "sgd_step": ("optimizers.cuh", "T g, float64 lr, float64 wd", "T p",
-                 "tg_real<T> pc = p; tg_sgd_step(pc, g, lr, wd); p = pc"),
+    # compute type, stepped, and stored back (one rounding per step for float16). The learning
+    # rate and the step count are read on the device (raw, 1-element float64 arrays), so a
+    # captured CUDA graph picks up a scheduler's new rate and counts its own steps; Adam's bias
+    # corrections are therefore computed per element, in double, from the step count.
+    "sgd_step": ("optimizers.cuh", "T g, raw float64 lr, float64 wd", "T p",
+                 "tg_real<T> pc = p; tg_sgd_step(pc, g, tg_real<T>(lr[0]), wd); p = pc"),
     "sgd_momentum_step": (
         "optimizers.cuh",
-        ("T g, float64 lr, float64 momentum, float64 dampening, float64 wd, bool nesterov, "
-         "bool first"),
+        ("T g, raw float64 lr, float64 momentum, float64 dampening, float64 wd, "
+         "bool nesterov, bool first"),
         "T p, T buf",
         ("tg_real<T> pc = p, bc = buf; "
-         "tg_sgd_momentum_step(pc, g, bc, lr, momentum, dampening, wd, nesterov, first); "
-         "p = pc; buf = bc")),
+         "tg_sgd_momentum_step(pc, g, bc, tg_real<T>(lr[0]), momentum, dampening, wd, "
+         "nesterov, first); p = pc; buf = bc")),
     "adam_step": (
         "optimizers.cuh",
-        ("T g, float64 l2, float64 decay, float64 beta1, float64 beta2, float64 step_size, "
-         "float64 bc2_sqrt, float64 eps"),
+        ("T g, raw float64 lr, raw float64 step, float64 l2, float64 decoupled_wd, "
+         "float64 beta1, float64 beta2, float64 eps"),
         "T p, T m, T v",
         ("tg_real<T> pc = p, mc = m, vc = v; "
-         "tg_adam_step(pc, g, mc, vc, l2, decay, beta1, beta2, step_size, bc2_sqrt, eps); "
+         "tg_adam_step(pc, g, mc, vc, l2, 1.0 - lr[0] * decoupled_wd, beta1, beta2, "
+         "tg_adam_step_size(lr[0], beta1, step[0]), tg_adam_bc2_sqrt(beta2, step[0]), eps); "
          "p = pc; m = mc; v = vc")),
     "rmsprop_step": (
         "optimizers.cuh",
-        "T g, float64 lr, float64 alpha, float64 eps, float64 wd",
+        "T g, raw float64 lr, float64 alpha, float64 eps, float64 wd",
         "T p, T sq",
-        ("tg_real<T> pc = p, sc = sq; tg_rmsprop_step(pc, g, sc, lr, alpha, eps, wd); "
-         "p = pc; sq = sc")),
+        ("tg_real<T> pc = p, sc = sq; "
+         "tg_rmsprop_step(pc, g, sc, tg_real<T>(lr[0]), alpha, eps, wd); p = pc; sq = sc")),
     "rmsprop_momentum_step": (
         "optimizers.cuh",
-        "T g, float64 lr, float64 alpha, float64 eps, float64 wd, float64 momentum",
+        "T g, raw float64 lr, float64 alpha, float64 eps, float64 wd, float64 momentum",
         "T p, T sq, T buf",
         ("tg_real<T> pc = p, sc = sq, bc = buf; "
-         "tg_rmsprop_momentum_step(pc, g, sc, bc, lr, alpha, eps, wd, momentum); "
-         "p = pc; sq = sc; buf = bc")),
+         "tg_rmsprop_momentum_step(pc, g, sc, bc, tg_real<T>(lr[0]), alpha, eps, wd, "
+         "momentum); p = pc; sq = sc; buf = bc")),
 }
 
 
@@ -157,43 +161,46 @@ class CudaKernels:
         args = (p, target.reshape(-1, 1), scale, p.shape[-1])
         return self._softmax_xent_bwd(*args) if out is None else self._softmax_xent_bwd(*args, out)
 
-    def sgd_step(self, p: Any, g: Any, buf: Any, lr: float, momentum: float, dampening: float,
+    def _device_scalar(self, value: Any) -> Any:
+        """A learning rate or step count as the 1-element float64 device array the kernels
+        read; the optimizers pass such arrays already, so this fills only for direct calls."""
+        if isinstance(value, self._cupy.ndarray):
+            return value.reshape(1)
+        return self._cupy.full((1,), float(np.reshape(value, ())), dtype=np.float64)
+
+    def sgd_step(self, p: Any, g: Any, buf: Any, lr: Any, momentum: float, dampening: float,
                  weight_decay: float, nesterov: bool, first_step: bool = False) -> None:
         """torch.optim.SGD on one tensor, in place; buf is None when momentum == 0, and
         first_step=True sets buf = g as PyTorch does on its first step."""
+        lr = self._device_scalar(lr)
         if momentum == 0:
-            self._sgd_step(g, float(lr), float(weight_decay), p)
+            self._sgd_step(g, lr, float(weight_decay), p)
         else:
-            self._sgd_momentum_step(g, float(lr), float(momentum), float(dampening),
+            self._sgd_momentum_step(g, lr, float(momentum), float(dampening),
                                     float(weight_decay), bool(nesterov), bool(first_step),
                                     p, buf)
 
-    def adam_step(self, p: Any, g: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float,
-                  eps: float, weight_decay: float, step: int) -> None:
-        """torch.optim.Adam on one tensor, in place; weight decay is L2 added to g."""
-        self._adam(p, g, m, v, lr, beta1, beta2, eps, step, l2=weight_decay, decay=1.0)
+    def adam_step(self, p: Any, g: Any, m: Any, v: Any, lr: Any, beta1: float, beta2: float,
+                  eps: float, weight_decay: float, step: Any) -> None:
+        """torch.optim.Adam on one tensor, in place; weight decay is L2 added to g. lr and
+        the step count (already incremented) may be numbers or 1-element device arrays."""
+        self._adam_step(g, self._device_scalar(lr), self._device_scalar(step),
+                        float(weight_decay), 0.0, float(beta1), float(beta2), float(eps),
+                        p, m, v)
 
-    def adamw_step(self, p: Any, g: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float,
-                   eps: float, weight_decay: float, step: int) -> None:
+    def adamw_step(self, p: Any, g: Any, m: Any, v: Any, lr: Any, beta1: float, beta2: float,
+                   eps: float, weight_decay: float, step: Any) -> None:
         """torch.optim.AdamW on one tensor, in place; decoupled decay p *= 1 - lr * wd."""
-        self._adam(p, g, m, v, lr, beta1, beta2, eps, step, l2=0.0,
-                   decay=1.0 - lr * weight_decay)
+        self._adam_step(g, self._device_scalar(lr), self._device_scalar(step), 0.0,
+                        float(weight_decay), float(beta1), float(beta2), float(eps), p, m, v)
 
-    def _adam(self, p: Any, g: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float,
-              eps: float, step: int, l2: float, decay: float) -> None:
-        # Bias corrections in double on the host, once per step, as PyTorch does.
-        step_size = lr / (1.0 - beta1 ** step)
-        bc2_sqrt = math.sqrt(1.0 - beta2 ** step)
-        self._adam_step(g, float(l2), float(decay), float(beta1), float(beta2),
-                        float(step_size), bc2_sqrt, float(eps), p, m, v)
-
-    def rmsprop_step(self, p: Any, g: Any, sq: Any, lr: float, alpha: float, eps: float,
+    def rmsprop_step(self, p: Any, g: Any, sq: Any, lr: Any, alpha: float, eps: float,
                      weight_decay: float, momentum: float, buf: Any) -> None:
         """torch.optim.RMSprop (centered=False) on one tensor, in place; buf is None when
         momentum == 0."""
+        lr = self._device_scalar(lr)
         if momentum == 0:
-            self._rmsprop_step(g, float(lr), float(alpha), float(eps), float(weight_decay),
-                               p, sq)
+            self._rmsprop_step(g, lr, float(alpha), float(eps), float(weight_decay), p, sq)
         else:
-            self._rmsprop_momentum_step(g, float(lr), float(alpha), float(eps),
-                                        float(weight_decay), float(momentum), p, sq, buf)
+            self._rmsprop_momentum_step(g, lr, float(alpha), float(eps), float(weight_decay),
+                                        float(momentum), p, sq, buf)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._tensor import Tensor
-from .optimizer import Optimizer, _check_value, _zeros_state
+from .optimizer import Optimizer, _check_value, _step_counter, _zeros_state
 
 
 class Adam(Optimizer):
@@ -30,14 +30,15 @@ class Adam(Optimizer):
     def _update(self, group: dict[str, Any], p: Tensor, g: Tensor, state: dict[str, Any]
                 ) -> None:
         if not state:
-            state["step"] = 0
+            state["step"] = _step_counter(p)
             state["exp_avg"] = _zeros_state(p)
             state["exp_avg_sq"] = _zeros_state(p)
-        state["step"] += 1
+        step = state["step"]._data
+        step += 1
         beta1, beta2 = group["betas"]
         getattr(p._backend.kernels, self._kernel)(
-            p._data, g._data, state["exp_avg"]._data, state["exp_avg_sq"]._data, group["lr"],
-            beta1, beta2, group["eps"], group["weight_decay"], state["step"])
+            p._data, g._data, state["exp_avg"]._data, state["exp_avg_sq"]._data,
+            group.lr_array(p._backend), beta1, beta2, group["eps"], group["weight_decay"], step)
 
 
 class AdamW(Adam):

@@ -13,7 +13,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from .._creation import zeros_like
+from .._creation import zeros, zeros_like
 from .._tensor import Tensor
 from ..autograd import enable_grad, no_grad
 
@@ -24,6 +24,30 @@ def _check_value(name: str, value: float, low: float = 0.0, high: float | None =
     ok = value >= low and (high is None or (value < high if open_high else value <= high))
     if not ok:
         raise ValueError(f"Invalid {name}: {value}")
+
+
+class _ParamGroup(dict):
+    """A param group (a dict, as in PyTorch) whose learning rate is mirrored into a 1-element
+    float64 array per device, which the update kernels read. Setting group["lr"] (as the
+    schedulers do) refills those arrays, so a captured CUDA graph uses the new rate without
+    being captured again."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lr_arrays: dict[Any, Any] = {}
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        if key == "lr":
+            for array in self.lr_arrays.values():
+                array.fill(float(value))
+
+    def lr_array(self, backend: Any) -> Any:
+        """The learning rate as an array on `backend`'s device (made on first use)."""
+        array = self.lr_arrays.get(backend)
+        if array is None:
+            array = self.lr_arrays[backend] = backend.asarray([float(self["lr"])], "float64")
+        return array
 
 
 class Optimizer:
@@ -52,7 +76,7 @@ class Optimizer:
         """Add a group of parameters with its own hyperparameters (defaults fill the rest)."""
         if not isinstance(param_group, dict):
             raise TypeError(f"a param group must be a dict, got {type(param_group).__name__}")
-        group = dict(param_group)
+        group = _ParamGroup(param_group)
         params = group["params"]
         if isinstance(params, Tensor):
             params = [params]
@@ -149,7 +173,8 @@ class Optimizer:
             p = by_index.get(int(key))
             if p is None:
                 continue
-            self.state[p] = {name: _cast_state(value, p) for name, value in saved_state.items()}
+            self.state[p] = {name: _cast_state(value, p, keep_dtype=name == "step")
+                             for name, value in saved_state.items()}
         for ours, saved in zip(self.param_groups, saved_groups):
             for name, value in saved.items():
                 if name != "params":
@@ -164,11 +189,12 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
-def _cast_state(value: Any, p: Tensor) -> Any:
-    """A copy of a saved state value, on p's device (and dtype, for floating tensors)."""
+def _cast_state(value: Any, p: Tensor, keep_dtype: bool = False) -> Any:
+    """A copy of a saved state value, on p's device (and dtype, for floating tensors other
+    than the float64 step counts)."""
     if not isinstance(value, Tensor):
         return copy.deepcopy(value)
-    dtype = p.dtype if value.dtype.is_floating_point else None
+    dtype = p.dtype if value.dtype.is_floating_point and not keep_dtype else None
     moved = value.detach().to(device=p.device, dtype=dtype)
     return moved.clone() if moved._data is value._data else moved
 
@@ -176,3 +202,9 @@ def _cast_state(value: Any, p: Tensor) -> Any:
 def _zeros_state(p: Tensor) -> Tensor:
     """A zero tensor like p, outside autograd (optimizer state)."""
     return zeros_like(p)
+
+
+def _step_counter(p: Tensor) -> Tensor:
+    """A step count on p's device (float64, exact to 2**53): kept on the device and
+    incremented there, so a replayed CUDA graph counts its own steps."""
+    return zeros((), dtype="float64", device=p.device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._tensor import Tensor
-from .optimizer import Optimizer, _check_value, _zeros_state
+from .optimizer import Optimizer, _check_value, _step_counter, _zeros_state
 
 
 class RMSprop(Optimizer):
@@ -28,12 +28,14 @@ class RMSprop(Optimizer):
     def _update(self, group: dict[str, Any], p: Tensor, g: Tensor, state: dict[str, Any]
                 ) -> None:
         if not state:
-            state["step"] = 0
+            state["step"] = _step_counter(p)
             state["square_avg"] = _zeros_state(p)
         if group["momentum"] > 0 and "momentum_buffer" not in state:
             state["momentum_buffer"] = _zeros_state(p)
-        state["step"] += 1
+        step = state["step"]._data
+        step += 1
         buf = state["momentum_buffer"]._data if group["momentum"] > 0 else None
-        p._backend.kernels.rmsprop_step(p._data, g._data, state["square_avg"]._data, group["lr"],
+        p._backend.kernels.rmsprop_step(p._data, g._data, state["square_avg"]._data,
+                                        group.lr_array(p._backend),
                                         group["alpha"], group["eps"], group["weight_decay"],
                                         group["momentum"], buf)

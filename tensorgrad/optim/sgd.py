@@ -37,6 +37,6 @@ class SGD(Optimizer):
             if first:
                 state["momentum_buffer"] = _zeros_state(p)
             buf = state["momentum_buffer"]._data
-        p._backend.kernels.sgd_step(p._data, g._data, buf, group["lr"], momentum,
-                                    group["dampening"], group["weight_decay"],
+        p._backend.kernels.sgd_step(p._data, g._data, buf, group.lr_array(p._backend),
+                                    momentum, group["dampening"], group["weight_decay"],
                                     group["nesterov"], first)
