@@ -156,3 +156,33 @@ def test_replays_follow_a_scheduler_and_count_adam_steps(device):
     assert results[0][0] == results[1][0]
     for a, b in zip(results[0][1], results[1][1]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_draws_a_new_mask_on_every_replay(device):
+    if device != "cuda":
+        pytest.skip("graph capture needs CUDA")
+    drop = nn.Dropout(0.5)
+    step = tg.cuda.capture(lambda x: drop(x) * 1.0)
+    x = tg.ones(4096, device=device)
+    masks = [step(x).numpy() != 0 for _ in range(5)]  # 2 eager, 1 capture, 2 replays
+    assert not np.array_equal(masks[3], masks[4])
+    assert abs(masks[4].mean() - 0.5) < 0.05
+
+
+def test_cnn_with_batchnorm_replays_match_eager_including_running_stats(device):
+    if device != "cuda":
+        pytest.skip("graph capture needs CUDA")
+    rng = np.random.default_rng(2)
+    batches = [(tg.tensor(rng.standard_normal((16, 1, 8, 8)), dtype=tg.float32, device=device),
+                tg.tensor(rng.integers(0, 10, 16), device=device)) for _ in range(6)]
+    runs = []
+    for captured in (False, True):
+        tg.manual_seed(3)
+        model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                              nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 4 * 4, 10)).to(device)
+        opt = tg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        runs.append((_train(model, opt, batches, captured),
+                     {k: v.numpy() for k, v in model.state_dict().items()}))
+    assert runs[0][0] == runs[1][0]
+    for key, value in runs[0][1].items():
+        np.testing.assert_array_equal(value, runs[1][1][key], err_msg=key)
