@@ -26,14 +26,14 @@ def _operands(a: Any, b: Any) -> tuple[Any, Any]:
     """Both operands of a binary op, promoted to their common dtype. Scalars stay scalars
     (NumPy scalars become Python ones, so they promote as PyTorch's scalars do)."""
     # Fast paths for the common cases: same-dtype tensors, a float tensor and a Python number.
-    if type(a) is Tensor:
-        if type(b) is Tensor:
+    if isinstance(a, Tensor):
+        if isinstance(b, Tensor):
             if a._data.dtype == b._data.dtype:
                 return a, b
         elif (type(b) is float and a._data.dtype.kind == "f") or (
                 type(b) is int and a._data.dtype.kind in "fi"):
             return a, b
-    elif type(b) is Tensor and ((type(a) is float and b._data.dtype.kind == "f") or (
+    elif isinstance(b, Tensor) and ((type(a) is float and b._data.dtype.kind == "f") or (
             type(a) is int and b._data.dtype.kind in "fi")):
         return a, b
     a, b = _as_operand(a, b), _as_operand(b, a)
