@@ -1,6 +1,6 @@
-"""`python -m benchmarks [--quick] [--out DIR] [--devices cpu,cuda] [-k EXPR]`: run the suites
-with pytest-benchmark, then write the report (report.md, results.csv, PNG plots, the raw
-benchmark.json) under DIR/<device name>/ (DIR defaults to benchmarks/results, or
+"""`python -m benchmarks [--quick] [--out DIR] [--devices cpu,cuda] [--threads N] [-k EXPR]`:
+run the suites with pytest-benchmark, then write the report (report.md, results.csv, PNG plots,
+the raw benchmark.json) under DIR/<device name>/ (DIR defaults to benchmarks/results, or
 benchmarks/results/quick in quick mode so a smoke run never overwrites the published tables).
 
 Runs from the source tree (`PYTHONPATH=. python -m benchmarks`); nothing needs installing.
@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the results (a subfolder per device is made)")
     parser.add_argument("--devices", default=None,
                         help="comma-separated device kinds to run (cpu,cuda); default: all")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of BLAS, OpenMP and PyTorch (default: the libraries' "
+                             "own choice); 1 gives steady ratios on a machine shared with other "
+                             "work, where a multi-threaded call waits for its slowest thread")
     parser.add_argument("-k", dest="keyword", default=None,
                         help="run only the cases matching this pytest -k expression")
     args = parser.parse_args(argv)
@@ -33,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     # Sizes are test parameters: the mode must be set before pytest collects the suites.
     mode = "quick" if args.quick else "full"
     os.environ["TG_BENCH_MODE"] = mode
+    if args.threads:
+        # Read by OpenBLAS, MKL and OpenMP when they load: set before NumPy or torch import.
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
     if args.devices:
         os.environ["TG_BENCH_DEVICES"] = args.devices
     os.environ.setdefault("CUPY_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp"))
@@ -44,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     from .report import write_report
 
     env = environment()
+    env["cpu threads"] = str(args.threads) if args.threads else "library defaults"
     base = args.out or (HERE / "results" / ("quick" if args.quick else ""))
-    out = base / device_slug(env)
+    out = base / (device_slug(env) + (f"-{args.threads}-threads" if args.threads else ""))
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "benchmark.json"
     print(f"tensorgrad benchmarks, mode {mode}, results to {out}", flush=True)

@@ -47,7 +47,7 @@ MODES: dict[str, dict[str, Sizes]] = {
             mlp_sizes=("small", "medium"),
             cnn_batch=64, cnn_image=28,
             adam_params=10_000_000,
-            budget_s=0.25, min_rounds=3, max_rounds=200, inner_min_s=0.0005),
+            budget_s=0.25, min_rounds=5, max_rounds=200, inner_min_s=0.0005),
         "cuda": Sizes(
             activation_sizes=(2**10, 2**16, 2**20, 2**24, 2**26),
             matmul_sizes=(1024, 2048, 4096, 8192),

@@ -112,8 +112,7 @@ class Impl:
 
             return tg.tensor(host, device=self.device, requires_grad=requires_grad)
         if self.family == "torch":
-            t = _torch().from_numpy(np.ascontiguousarray(host)).to(self.device)
-            return t.requires_grad_(requires_grad) if requires_grad else t
+            return _torch().tensor(host, device=self.device, requires_grad=requires_grad)
         return self.xp.asarray(host).copy()
 
     def sync(self) -> None:

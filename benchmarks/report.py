@@ -124,8 +124,9 @@ def fmt_num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
 
 
-def fmt_size(size: Any) -> str:
-    if isinstance(size, int) and size >= 1024 and (size & (size - 1)) == 0:
+def fmt_size(size: Any, pow2: bool = True) -> str:
+    """A size for a table: element counts as powers of two (pow2), MLP keys with their shape."""
+    if pow2 and isinstance(size, int) and size >= 1024 and (size & (size - 1)) == 0:
         return f"2^{size.bit_length() - 1}"
     if isinstance(size, str) and size in MLP_SHAPES:
         widths, batch = MLP_SHAPES[size]
@@ -283,7 +284,7 @@ def section_simple(ix: Index, workload: str, case: str, title: str, device: str,
     rows = []
     for size in ix.sizes(workload, case, device):
         a, h, t = (ix.get(workload, case, size, i) for i in (tg, hand, torch))
-        row = [fmt_size(size)] + [fmt_time(r.time if r else None) for r in (a, h, t)]
+        row = [fmt_size(size, pow2=False)] + [fmt_time(r.time if r else None) for r in (a, h, t)]
         if metric == "tflops":
             row += [fmt_num(r.tflops if r else None) for r in (a, h, t)]
         if metric == "gbps":
@@ -370,7 +371,7 @@ def write_plots(records: list[Record], out: Path) -> list[Path]:
                 ax.plot(*zip(*pts), line, color=color, marker="o", label=label)
 
     if any(r.workload == "activation" for r in records):
-        fig, axes = plt.subplots(4, 4, figsize=(20, 16))
+        fig, axes = plt.subplots(4, 4, figsize=(16, 13))
         for k, act in enumerate(ACTIVATIONS):
             for j, direction in enumerate(("fwd", "bwd")):
                 ax = axes[(2 * k + j) // 4][(2 * k + j) % 4]
@@ -431,7 +432,7 @@ _NAN = _Missing()
 
 
 def _save(fig: Any, path: Path, plt: Any) -> Path:
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=70)
     plt.close(fig)
     return path
 

@@ -280,7 +280,7 @@ class CpuKernels:
 
     def bias_relu_fwd(self, z: np.ndarray, b: np.ndarray, out: np.ndarray | None = None):
         """relu(z + b) for z (N, F), b (F,); the sum is rounded only in the output."""
-        s = _up(z) + _up(b)
+        s = np.add(_up(z), _up(b), out=_dest(out, z.dtype))  # in place when out is z
         return _finish(np.maximum(s, 0, out=s), z.dtype, out)
 
     def bias_sigmoid_fwd(self, z: np.ndarray, b: np.ndarray, out: np.ndarray | None = None):
@@ -289,7 +289,7 @@ class CpuKernels:
 
     def bias_tanh_fwd(self, z: np.ndarray, b: np.ndarray, out: np.ndarray | None = None):
         """tanh(z + b) for z (N, F), b (F,)."""
-        s = _up(z) + _up(b)
+        s = np.add(_up(z), _up(b), out=_dest(out, z.dtype))
         return _finish(np.tanh(s, out=s), z.dtype, out)
 
     # losses

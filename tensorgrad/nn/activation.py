@@ -11,6 +11,8 @@ from .module import Module
 class ReLU(Module):
     """max(x, 0), as torch.nn.ReLU."""
 
+    fuses_after_linear = "relu"  # Sequential fuses Linear + this into one op
+
     def forward(self, input: Tensor) -> Tensor:
         return F.relu(input)
 
@@ -69,12 +71,16 @@ class SiLU(Module):
 class Sigmoid(Module):
     """1 / (1 + e^-x), as torch.nn.Sigmoid."""
 
+    fuses_after_linear = "sigmoid"  # Sequential fuses Linear + this into one op
+
     def forward(self, input: Tensor) -> Tensor:
         return F.sigmoid(input)
 
 
 class Tanh(Module):
     """tanh(x), as torch.nn.Tanh."""
+
+    fuses_after_linear = "tanh"  # Sequential fuses Linear + this into one op
 
     def forward(self, input: Tensor) -> Tensor:
         return F.tanh(input)

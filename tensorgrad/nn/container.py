@@ -6,6 +6,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from .linear import Linear
 from .module import Module
 
 
@@ -53,8 +54,20 @@ class Sequential(Module):
         return self
 
     def forward(self, input: Any) -> Any:
-        for module in self._modules.values():
-            input = module(input)
+        # A Linear with a bias followed by ReLU, Sigmoid or Tanh runs as one fused op (bias add
+        # and activation in one pass, only the output kept); the result is the same.
+        modules = list(self._modules.values())
+        i = 0
+        while i < len(modules):
+            module = modules[i]
+            fusable = getattr(modules[i + 1], "fuses_after_linear", None) \
+                if i + 1 < len(modules) else None
+            if fusable and isinstance(module, Linear) and module.bias is not None:
+                input = module.forward_activation(input, fusable)
+                i += 2
+            else:
+                input = module(input)
+                i += 1
         return input
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from .._creation import empty
 from .._tensor import Tensor
+from ..ops.linalg import linear_activation
 from . import functional as F
 from . import init
 from .module import Module, Parameter
@@ -47,10 +48,19 @@ class Linear(Module):
         _reset_affine(self.weight, self.bias, self.in_features)
 
     def forward(self, input: Tensor) -> Tensor:
+        self._check(input)
+        return F.linear(input, self.weight, self.bias)
+
+    def forward_activation(self, input: Tensor, activation: str) -> Tensor:
+        """activation(self(input)) with the bias add and the activation fused into one pass
+        ("relu", "sigmoid" or "tanh"); Sequential calls it for Linear then that activation."""
+        self._check(input)
+        return linear_activation(input, self.weight, self.bias, activation)
+
+    def _check(self, input: Tensor) -> None:
         if input.ndim == 0 or input.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected input with {self.in_features} features in its "
                              f"last dim, got input of shape {tuple(input.shape)}")
-        return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
