@@ -11,7 +11,8 @@ backward reads the saved tensor and gy and writes gx; copy reads and writes once
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest

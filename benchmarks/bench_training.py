@@ -9,7 +9,8 @@ the backward by hand and update in place: the floor of what an autodiff engine c
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest

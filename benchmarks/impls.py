@@ -13,9 +13,10 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -204,7 +205,8 @@ def environment() -> dict[str, str]:
         driver = cupy.cuda.runtime.driverGetVersion()
         runtime = cupy.cuda.runtime.runtimeGetVersion()
         env["cuda runtime"] = f"{runtime // 1000}.{runtime % 1000 // 10}"
-        env["nvidia driver"] = f"{_nvidia_smi_driver()} (CUDA {driver // 1000}.{driver % 1000 // 10})"
+        env["nvidia driver"] = (f"{_nvidia_smi_driver()} "
+                                f"(CUDA {driver // 1000}.{driver % 1000 // 10})")
     return env
 
 

@@ -15,10 +15,10 @@ import csv
 import json
 import math
 import sys
-from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .config import CHAIN_OPS, MLP_SHAPES
 
