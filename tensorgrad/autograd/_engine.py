@@ -49,24 +49,27 @@ def _walk(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: b
             slots[root._out_idx] + grad
 
     stack = list(starts)
-    visited = set(starts)
+    start_set = set(starts)
     while stack:
         node = stack.pop()
-        if node.freed:
+        if node.saved is None:  # its backward already ran without retain_graph
             raise RuntimeError(_FREED_MESSAGE.format(op=node.name()))
         for parent in node.parents:
             if parent is None or isinstance(parent, Tensor):
                 continue
-            dependencies[parent] = dependencies.get(parent, 0) + 1
-            if parent not in visited:
-                visited.add(parent)
-                stack.append(parent)
+            if parent in dependencies:
+                dependencies[parent] += 1
+            else:
+                dependencies[parent] = 1
+                if parent not in start_set:
+                    stack.append(parent)
 
     ready = [(-node.seq, node) for node in starts if node not in dependencies]
     heapq.heapify(ready)
     anomaly = anomaly_enabled.get()
+    heappop, heappush = heapq.heappop, heapq.heappush
     while ready:
-        _, node = heapq.heappop(ready)
+        _, node = heappop(ready)
         grads_out = pending.pop(node)
         if node.hooks:
             for index, hook in list(node.hooks):
@@ -85,7 +88,6 @@ def _walk(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: b
                     _check_finite(node, g._data, f"gradient for input {i}")
         if not retain_graph:
             node.saved = None
-            node.freed = True
         for parent, index, g in zip(node.parents, node.parent_idx, grads_in):
             if parent is None:
                 continue
@@ -104,7 +106,7 @@ def _walk(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: b
             dependencies[parent] = count
             if count == 0:
                 if parent in pending:
-                    heapq.heappush(ready, (-parent.seq, parent))
+                    heappush(ready, (-parent.seq, parent))
                 else:  # no gradient reached it (all None): its own parents still count down
                     _release(parent, dependencies, pending, ready)
 

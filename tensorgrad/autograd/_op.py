@@ -19,6 +19,8 @@ from .._tensor import Tensor
 from ._grad_mode import anomaly_enabled, grad_enabled
 
 _seq = itertools.count()
+_new = object.__new__
+_wrap = Tensor._make
 
 _FREED_MESSAGE = (
     "Trying to backward through the graph a second time (or to read saved tensors after they "
@@ -38,7 +40,7 @@ class Op:
     """
 
     __slots__ = ("parents", "parent_idx", "needs_input_grad", "saved", "seq", "backend", "xp",
-                 "kernels", "in_meta", "out_meta", "hooks", "freed", "trace", "__weakref__")
+                 "kernels", "in_meta", "out_meta", "hooks", "trace", "__weakref__")
 
     # True when the output is a view of input 0: the two then share one version counter.
     is_view = False
@@ -48,7 +50,7 @@ class Op:
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Any:
         backend = None
-        needs = []
+        record = False
         arrays = []
         for x in inputs:
             if isinstance(x, Tensor):
@@ -58,21 +60,23 @@ class Op:
                     raise DeviceMismatchError(
                         f"{cls.__name__}: expected all tensors on one device, got "
                         f"{backend.device} and {x._backend.device}; move one with .to(device)")
-                needs.append(x._requires_grad)
+                if x._requires_grad:
+                    record = True
                 arrays.append(x._data)
             else:
-                needs.append(False)
                 arrays.append(x)
         if backend is None:
             raise TypeError(f"{cls.__name__} needs at least one Tensor input")
-        record = True in needs and grad_enabled.get()
-        ctx = object.__new__(cls)
+        if record:
+            record = grad_enabled.get()
+        ctx = _new(cls)
         ctx.backend = backend
         ctx.xp = backend.xp
         ctx.kernels = backend.kernels
         ctx.saved = ()
         # Forward may read needs_input_grad to save only what the needed gradients use.
-        ctx.needs_input_grad = needs if record else [False] * len(needs)
+        ctx.needs_input_grad = needs = [isinstance(x, Tensor) and x._requires_grad
+                                        for x in inputs] if record else (False,) * len(inputs)
         try:
             if backend.switch is None:
                 out = cls.forward(ctx, *arrays, **params)
@@ -85,25 +89,35 @@ class Op:
             shapes = " and ".join(str(a.shape) for a in arrays if hasattr(a, "shape"))
             raise ValueError(f"{cls.__name__}: shapes {shapes} cannot be broadcast together"
                              ) from None
-        multi = type(out) is tuple
-        if multi:
-            outs = tuple(_as_array(y) for y in out)
-        else:
-            outs = (out if type(out) is np.ndarray else _as_array(out),)
         if cls.changes_device:
             backend = ctx.out_backend
-        if not record:
-            ctx.saved = None
-            if not multi:
-                return Tensor._make(outs[0], backend)
-            return tuple(Tensor._make(y, backend) for y in outs)
+        if type(out) is not tuple:
+            if type(out) is not np.ndarray:
+                out0 = _as_array(out)
+                if out0 is not out and ctx.saved:  # a 0-d result came back as a NumPy scalar
+                    ctx.saved = tuple(out0 if v is out else v for v in ctx.saved)
+                out = out0
+            if not record:
+                ctx.saved = None
+                return _wrap(out, backend)
+            outs = (out,)
+            tensors = (_wrap(out, backend, True, ctx, 0),)
+            ctx.out_meta = None
+        else:
+            outs = tuple(_as_array(y) for y in out)
+            if not record:
+                ctx.saved = None
+                return tuple(_wrap(y, backend) for y in outs)
+            tensors = tuple(_wrap(y, backend, True, ctx, k) for k, y in enumerate(outs))
+            ctx.out_meta = tuple((y.shape, y.dtype) for y in outs)
 
         parents = []
         parent_idx = []
         in_meta = []
         for x, need in zip(inputs, needs):
             if need:
-                in_meta.append((x._data.shape, x._data.dtype))
+                data = x._data
+                in_meta.append((data.shape, data.dtype))
                 node = x._grad_fn
                 if node is None:
                     parents.append(x)
@@ -118,25 +132,17 @@ class Op:
         ctx.parents = parents
         ctx.parent_idx = parent_idx
         ctx.in_meta = in_meta
-        ctx.out_meta = tuple((y.shape, y.dtype) for y in outs) if multi else None
         ctx.seq = next(_seq)
         ctx.hooks = None
-        ctx.freed = False
-        if multi:
-            tensors = tuple(Tensor._make(y, backend, True, ctx, k) for k, y in enumerate(outs))
-        else:
-            tensors = (Tensor._make(outs[0], backend, True, ctx, 0),)
         if cls.is_view and isinstance(inputs[0], Tensor):
             tensors[0]._version = inputs[0]._version
         if ctx.saved:
-            if not multi and outs[0] is not out:  # a 0-d result came back as a NumPy scalar
-                ctx.saved = tuple(outs[0] if v is out else v for v in ctx.saved)
             ctx.saved = _describe_saved(ctx.saved, inputs, arrays, outs, tensors)
         if anomaly_enabled.get():
             ctx.trace = "".join(traceback.format_stack()[:-2])
             for k, y in enumerate(outs):
                 _check_finite(ctx, y, f"forward output {k}")
-        return tensors if multi else tensors[0]
+        return tensors if type(out) is tuple else tensors[0]
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep what backward needs (arrays, or other values), and nothing else."""
@@ -209,6 +215,9 @@ def _as_array(y: Any) -> Any:
     return np.asarray(y) if isinstance(y, np.generic) else y
 
 
+_PLAIN = frozenset((type(None), bool, int, float))
+
+
 def _describe_saved(saved: tuple[Any, ...], inputs: tuple[Any, ...], arrays: list[Any],
                     outs: tuple[Any, ...], tensors: tuple[Tensor, ...]) -> tuple[Any, ...]:
     """Match each saved value to an input or output by identity and note its version, so an
@@ -216,22 +225,24 @@ def _describe_saved(saved: tuple[Any, ...], inputs: tuple[Any, ...], arrays: lis
     node holding its own output Tensor would make a reference cycle."""
     described = []
     for value in saved:
+        if type(value) in _PLAIN:
+            described.append(("value", 0, value, None, 0))
+            continue
         entry = None
-        for k, y in enumerate(outs):
-            if value is y:
+        for k in range(len(outs)):
+            if value is outs[k]:
                 version = tensors[k]._version
                 entry = ("out", k, value, version, version[0])
                 break
         else:
-            for i, a in enumerate(arrays):
-                if value is a and isinstance(inputs[i], Tensor):
+            for i in range(len(arrays)):
+                if value is arrays[i] and isinstance(inputs[i], Tensor):
                     version = inputs[i]._version
                     entry = ("in", i, value, version, version[0])
                     break
         if entry is None:
             is_array = isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__")
-            kind = "array" if is_array else "value"
-            entry = (kind, 0, value, None, 0)
+            entry = ("array" if is_array else "value", 0, value, None, 0)
         described.append(entry)
     return tuple(described)
 

@@ -125,8 +125,9 @@ class Mul(Op):
     def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        return (sum_to(gz * b, _shape(ctx, 0)) if need_a else None,
-                sum_to(gz * a, _shape(ctx, 1)) if need_b else None)
+        # gz and the saved inputs share the op's dtype: no promotion step needed.
+        return (sum_to(Mul.apply(gz, b), _shape(ctx, 0)) if need_a else None,
+                sum_to(Mul.apply(gz, a), _shape(ctx, 1)) if need_b else None)
 
 
 class Div(Op):
