@@ -311,8 +311,9 @@ class Tensor:
             # True division of integers gives floats, which an integer tensor cannot hold.
             target = result_type(self, 1.0 if ufunc == "true_divide" else other, other)
             self._check_inplace_result(np.empty(0, target.np), ufunc, shape)
-            getattr(self._backend.xp, ufunc)(self._data, other_data, out=self._data,
-                                             casting="unsafe")
+            # Same-kind casting (float64 into float32) is NumPy's and CuPy's default; other
+            # kinds were refused above.
+            getattr(self._backend.xp, ufunc)(self._data, other_data, out=self._data)
         self._version[0] += 1
         return self
 
