@@ -5,30 +5,110 @@ The public names of the API contract (shared API.md) and nothing else.
 
 from __future__ import annotations
 
-from . import autograd, cuda
-from . import data, viz
-from ._creation import (arange, empty, empty_like, eye, from_dlpack, from_numpy, full,
-                        full_like, linspace, manual_seed, ones, ones_like, rand, rand_like,
-                        randint, randn, randn_like, tensor, zeros, zeros_like)
-from ._device import (Device, DeviceMismatchError, DeviceUnavailableError, get_default_device,
-                      set_default_device)
+from . import autograd, cuda, data, nn, optim, viz  # after the core names: they build on them
+from ._creation import (
+                        arange,
+                        empty,
+                        empty_like,
+                        eye,
+                        from_dlpack,
+                        from_numpy,
+                        full,
+                        full_like,
+                        linspace,
+                        manual_seed,
+                        ones,
+                        ones_like,
+                        rand,
+                        rand_like,
+                        randint,
+                        randn,
+                        randn_like,
+                        tensor,
+                        zeros,
+                        zeros_like,
+)
+from ._device import (
+                        Device,
+                        DeviceMismatchError,
+                        DeviceUnavailableError,
+                        get_default_device,
+                        set_default_device,
+)
 from ._dtype import DType, bool_, float16, float32, float64, int32, int64
 from ._tensor import Tensor
 from .autograd import enable_grad, grad, is_grad_enabled, no_grad
-from .ops.activation import (elu, gelu, leaky_relu, log_softmax, relu, sigmoid, silu, softmax,
-                             softplus, tanh)
-from .ops.arithmetic import (abs, add, clamp, clip, div, eq, floor_divide, ge, gt, le, lt,
-                             masked_fill, maximum, minimum, mul, ne, neg, pow, remainder, sub,
-                             where)
+from .ops.activation import (
+                        elu,
+                        gelu,
+                        leaky_relu,
+                        log_softmax,
+                        relu,
+                        sigmoid,
+                        silu,
+                        softmax,
+                        softplus,
+                        tanh,
+)
+from .ops.arithmetic import (
+                        abs,
+                        add,
+                        clamp,
+                        clip,
+                        div,
+                        eq,
+                        floor_divide,
+                        ge,
+                        gt,
+                        le,
+                        lt,
+                        masked_fill,
+                        maximum,
+                        minimum,
+                        mul,
+                        ne,
+                        neg,
+                        pow,
+                        remainder,
+                        sub,
+                        where,
+)
 from .ops.conversion import clone
 from .ops.indexing import getitem
 from .ops.linalg import matmul
 from .ops.math import cos, exp, log, sin, sqrt
-from .ops.reduction import (all, amax, amin, any, argmax, argmin, logsumexp, max, mean, min,
-                            prod, std, sum, var)
-from .ops.shape import (broadcast_to, cat, chunk, expand, flatten, pad, permute, reshape,
-                        split, squeeze, stack, transpose, unsqueeze, view)
-from . import nn, optim  # after the core names: they build on them
+from .ops.reduction import (
+                        all,
+                        amax,
+                        amin,
+                        any,
+                        argmax,
+                        argmin,
+                        logsumexp,
+                        max,
+                        mean,
+                        min,
+                        prod,
+                        std,
+                        sum,
+                        var,
+)
+from .ops.shape import (
+                        broadcast_to,
+                        cat,
+                        chunk,
+                        expand,
+                        flatten,
+                        pad,
+                        permute,
+                        reshape,
+                        split,
+                        squeeze,
+                        stack,
+                        transpose,
+                        unsqueeze,
+                        view,
+)
 from .serialization import SerializationError, load, save
 
 bool = bool_  # noqa: A001  (tg.bool, as torch.bool)

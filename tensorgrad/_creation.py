@@ -3,7 +3,8 @@ the *_like variants, from_numpy, from_dlpack, manual_seed."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

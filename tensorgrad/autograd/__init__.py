@@ -5,7 +5,8 @@ The graph machinery here knows nothing about particular ops.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .._tensor import Tensor
 from ._engine import run_backward
@@ -82,7 +83,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     run_backward(outs, _root_grads(outs, grad_outputs),
                  create_graph if retain_graph is None else retain_graph, create_graph, capture)
     result = []
-    for t, key in zip(ins, keys):
+    for key in keys:
         g = capture[key]
         if g is None and not allow_unused:
             raise RuntimeError("one of the inputs was not used to compute the outputs; pass "

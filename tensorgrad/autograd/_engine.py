@@ -9,7 +9,8 @@ Pending gradients live in a dict keyed by node and are dropped as soon as the no
 from __future__ import annotations
 
 import heapq
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .._tensor import Tensor
 from ._grad_mode import anomaly_enabled, grad_enabled

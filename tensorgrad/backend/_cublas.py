@@ -28,7 +28,7 @@ _WORKSPACE_BYTES = 32 * 1024 * 1024  # cuBLAS's recommendation for Hopper
 def _load_library(cupy: Any) -> ctypes.CDLL:
     """The libcublas CuPy already uses (found in this process's memory map), so both agree on
     the CUDA version; else whatever the dynamic loader finds."""
-    cupy.cuda.Device().cublas_handle  # makes CuPy load libcublas
+    _ = cupy.cuda.Device().cublas_handle  # makes CuPy load libcublas into this process
     try:
         with open("/proc/self/maps") as maps:
             for line in maps:

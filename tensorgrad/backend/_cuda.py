@@ -7,7 +7,8 @@ The one place that knows how CUDA can fail: `probe()` turns each failure into a 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 

@@ -15,7 +15,6 @@ float64 scalar never changes the output dtype and float16 arrays compute with fl
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 from typing import Any
 

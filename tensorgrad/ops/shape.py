@@ -4,7 +4,8 @@ cat stack split chunk pad. Each backward undoes its forward's rearrangement of t
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
