@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up a virtual environment (created on first use, in .venv) with tensorgrad and its test
-# dependencies, then run the test suite. Extra arguments go to pytest.
+# dependencies, lint, then run the test suite. Extra arguments go to pytest.
 #   bash scripts/test.sh            # everything
 #   bash scripts/test.sh -k engine  # a subset
 set -euo pipefail
@@ -13,4 +13,5 @@ fi
 # CPU build (an unpinned torch pulls a CUDA build of several GB).
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -e ".[dev,examples]" "torch==2.13.0"
+"$venv/bin/python" -m ruff check tensorgrad tests benchmarks examples
 exec "$venv/bin/python" -m pytest "$@"

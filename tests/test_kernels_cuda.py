@@ -12,8 +12,8 @@ import pytest
 
 cupy = pytest.importorskip("cupy", reason="CuPy is not installed: CUDA kernels not testable")
 
-from tensorgrad.backend import cuda_unusable_reason
-from tensorgrad.backend._cpu_kernels import CpuKernels
+from tensorgrad.backend import cuda_unusable_reason  # noqa: E402  (after the skip)
+from tensorgrad.backend._cpu_kernels import CpuKernels  # noqa: E402
 
 if (_reason := cuda_unusable_reason()) is not None:
     pytest.skip(f"CUDA not usable here: {_reason}", allow_module_level=True)
@@ -21,7 +21,7 @@ if (_reason := cuda_unusable_reason()) is not None:
 # Compiled kernels go to a scratch cache, never to a possibly read-only HOME.
 os.environ.setdefault("CUPY_CACHE_DIR", tempfile.mkdtemp(prefix="tg-cupy-cache-"))
 
-from tensorgrad.backend._cuda_kernels import CudaKernels
+from tensorgrad.backend._cuda_kernels import CudaKernels  # noqa: E402
 
 pytestmark = pytest.mark.cuda
 CPU, GPU = CpuKernels(), CudaKernels()
