@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -35,3 +37,18 @@ def device(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _torch_on_one_thread() -> Iterator[None]:
+    """PyTorch, the reference in many tests, on one thread: its default thread pool spins
+    against the engine under test on a small CI machine (20 tiny optimizer steps took a
+    second). Tests that never import torch pay nothing."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
