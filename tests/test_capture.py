@@ -48,7 +48,10 @@ def _batches(n: int, device: str) -> list[tuple[tg.Tensor, tg.Tensor]]:
              tg.tensor(rng.integers(0, 10, 64), device=device)) for _ in range(n)]
 
 
-def _train(model: nn.Module, opt: object, batches: list, captured: bool) -> list[float]:
+def _train(model: nn.Module, opt: object, batches: list, captured: bool,
+           scheduler: object = None) -> list[float]:
+    """Losses of one training step per batch, eager or through tg.cuda.capture; the
+    scheduler (if any) steps between calls, outside the captured function."""
     loss_fn = nn.CrossEntropyLoss()
 
     def step(x, y):
@@ -59,7 +62,12 @@ def _train(model: nn.Module, opt: object, batches: list, captured: bool) -> list
         return loss
 
     run = tg.cuda.capture(step) if captured else step
-    return [run(x, y).item() for x, y in batches]
+    losses = []
+    for x, y in batches:
+        losses.append(run(x, y).item())
+        if scheduler is not None:
+            scheduler.step()
+    return losses
 
 
 @pytest.mark.parametrize("make_opt", [
@@ -138,20 +146,7 @@ def test_replays_follow_a_scheduler_and_count_adam_steps(device):
         model = _mlp(0, device)
         opt = tg.optim.Adam(model.parameters(), lr=1e-3)
         sched = tg.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
-        loss_fn = nn.CrossEntropyLoss()
-
-        def step(x, y, model=model, opt=opt, loss_fn=loss_fn):
-            opt.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-
-        run = tg.cuda.capture(step) if captured else step
-        losses = []
-        for x, y in batches:
-            losses.append(run(x, y).item())
-            sched.step()
+        losses = _train(model, opt, batches, captured, scheduler=sched)
         results.append((losses, [p.numpy() for p in model.parameters()]))
     assert results[0][0] == results[1][0]
     for a, b in zip(results[0][1], results[1][1]):
