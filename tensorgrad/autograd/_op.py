@@ -49,9 +49,14 @@ class Op:
 
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Any:
+        # One pass over the inputs gathers the arrays for forward and, when recording, the
+        # edges for backward; nothing is recorded under no_grad or without a grad-requiring
+        # input.
+        enabled = grad_enabled.get()
         backend = None
         record = False
         arrays = []
+        needs = []
         for x in inputs:
             if isinstance(x, Tensor):
                 if backend is None:
@@ -60,23 +65,24 @@ class Op:
                     raise DeviceMismatchError(
                         f"{cls.__name__}: expected all tensors on one device, got "
                         f"{backend.device} and {x._backend.device}; move one with .to(device)")
-                if x._requires_grad:
-                    record = True
                 arrays.append(x._data)
+                if enabled and x._requires_grad:
+                    record = True
+                    needs.append(True)
+                else:
+                    needs.append(False)
             else:
                 arrays.append(x)
+                needs.append(False)
         if backend is None:
             raise TypeError(f"{cls.__name__} needs at least one Tensor input")
-        if record:
-            record = grad_enabled.get()
         ctx = _new(cls)
         ctx.backend = backend
         ctx.xp = backend.xp
         ctx.kernels = backend.kernels
         ctx.saved = ()
         # Forward may read needs_input_grad to save only what the needed gradients use.
-        ctx.needs_input_grad = needs = [isinstance(x, Tensor) and x._requires_grad
-                                        for x in inputs] if record else (False,) * len(inputs)
+        ctx.needs_input_grad = needs
         try:
             if backend.switch is None:
                 out = cls.forward(ctx, *arrays, **params)
