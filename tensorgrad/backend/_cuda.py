@@ -60,7 +60,16 @@ class CudaBackend(Backend):
         with self._device_ctx:
             if isinstance(data, self._cupy.ndarray):
                 return data.astype(dtype, copy=False) if dtype is not None else data
-            return self._cupy.asarray(np.asarray(data, dtype=dtype))
+            host = np.asarray(data, dtype=dtype)
+            if host.ndim == 0:  # a fill kernel, not a host-to-device copy: capturable
+                return self._cupy.full((), host[()], dtype=host.dtype)
+            if self.capturing:
+                # A captured copy would re-read CuPy's reused pinned staging buffer on replay.
+                raise CaptureError(
+                    f"copying host data of shape {host.shape} to the GPU cannot be recorded "
+                    "into a CUDA graph; create the tensor (or index list) before the capture "
+                    "and pass it in, and run one eager step first so optimizer state exists")
+            return self._cupy.asarray(host)
 
     def to_numpy(self, array: Any, what: str = ".numpy()") -> np.ndarray:
         if self.capturing:
@@ -132,8 +141,11 @@ class CudaGraph:
         with backend._device_ctx:
             # Work queued on the current stream (inputs being written) must come first.
             self._stream.wait_event(cupy.cuda.get_current_stream().record())
+            # Created (on first use) outside the graph's pool: the handle's workspace outlives
+            # this graph and serves eager products and other graphs too.
+            cublas = backend.cublas()
             with self._stream, cupy.cuda.using_allocator(self._pool.malloc):
-                backend.cublas().bind(self._stream)
+                cublas.bind(self._stream)
                 self._stream.begin_capture()
                 backend.capturing = True
                 try:
