@@ -188,6 +188,47 @@ def test_relu_and_leaky_relu_gradient_at_the_kink(dtype):
     np.testing.assert_array_equal(K.elu_bwd(K.elu_fwd(x, 1.5), gy, 1.5), gy * dtype(1.5))
 
 
+
+def _where_ref(cond, a, b, dtype):
+    """The branch the CUDA kernels take, in NumPy's np.where, rounded once."""
+    return np.where(cond, a, b).astype(dtype)
+
+
+def _bits(a):
+    return np.asarray(a).view(f"u{np.asarray(a).dtype.itemsize}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("param", [0.01, 0.0, -0.5, 1.0, 2.0, math.inf])
+def test_branch_kernels_match_the_branch_bit_for_bit(dtype, param, rng):
+    # The kernels select without np.where (integer-view arithmetic, max/min where the sign
+    # allows); every bit must equal the branch, at signed zeros, infinities and NaN included.
+    special = [0.0, -0.0, math.inf, -math.inf, math.nan, 1e-30, -1e-30, 5e-324, 65504.0]
+    x = np.concatenate([special, rng.normal(size=3000) * 3]).astype(dtype)
+    gy = np.concatenate([[math.inf, -math.nan, math.nan, -math.inf, -0.0, 0.0, 2.0, 1.0, 3.0],
+                         rng.normal(size=3000)]).astype(dtype)
+    gy = gy[rng.permutation(gy.size)]
+    ct = np.float32 if dtype == np.float16 else dtype
+    xc, gc, p = x.astype(ct), gy.astype(ct), ct(param)
+    with np.errstate(all="ignore"):
+        y = K.relu_fwd(x)
+        want = {
+            "relu_bwd": (K.relu_bwd(y, gy), _where_ref(y > 0, gy, dtype(0), dtype)),
+            "leaky_fwd": (K.leaky_relu_fwd(x, param), _where_ref(xc > 0, xc, xc * p, dtype)),
+            "leaky_bwd": (K.leaky_relu_bwd(x, gy, param),
+                          _where_ref(xc > 0, gc, gc * p, dtype)),
+            "elu_fwd": (K.elu_fwd(x, param),
+                        _where_ref(xc > 0, xc, np.expm1(np.minimum(xc, 0)) * p, dtype)),
+            "elu_bwd": (K.elu_bwd(xc.astype(dtype), gy, param),
+                        _where_ref(xc > 0, gc, gc * (xc + p), dtype)),
+        }
+    for name, (got, ref) in want.items():
+        assert got.dtype == dtype, name
+        same = (_bits(got) == _bits(ref)) | (np.isnan(got) & np.isnan(ref))
+        assert same.all(), (name, x[~same][:5], got[~same][:5], ref[~same][:5])
+    gx = want["relu_bwd"][0]
+    assert np.all(gx[~(y > 0)] == 0)  # 0, not NaN, where y <= 0, whatever gy is
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_scalars_never_promote(dtype):
     x = np.linspace(-3, 3, 11).astype(dtype)

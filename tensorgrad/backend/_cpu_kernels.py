@@ -61,13 +61,29 @@ def _finish(r: np.ndarray, dtype: np.dtype, out: np.ndarray | None) -> np.ndarra
     return out
 
 
-def _where(cond: np.ndarray, a: Any, b: Any, dtype: np.dtype,
-           out: np.ndarray | None) -> np.ndarray:
-    """np.where that can write to out and rounds float16 once."""
-    if out is None:
-        return np.where(cond, a, b).astype(dtype, copy=False)
-    np.copyto(out, np.where(cond, a, b), casting="same_kind")
-    return out
+def _int_view(a: Any) -> np.ndarray:
+    """The bits of a float array (or NumPy scalar) as a signed integer array of its width."""
+    a = np.asarray(a)
+    return a.view(np.dtype(f"i{a.dtype.itemsize}"))
+
+
+def _select(cond: Any, a: np.ndarray, b: np.ndarray, dtype: np.dtype,
+            out: np.ndarray | None) -> np.ndarray:
+    """np.where(cond, a, b) for a, b of one float dtype, bit for bit (NaN payloads and signed
+    zeros included), rounded once to dtype and written to out when given.
+
+    b + cond * (a - b) on the integer views: wrapping integer arithmetic makes it exact, and
+    three branch-free passes cost a fifth of np.where's per-element branch on a random mask.
+    """
+    a = np.asarray(a)
+    bi = _int_view(b)
+    d = np.subtract(_int_view(a), bi)
+    np.multiply(d, np.asarray(cond).view(np.int8), out=d)
+    dest = _dest(out, dtype)
+    if dest is None:
+        return _finish(np.add(d, bi, out=d).view(a.dtype), dtype, out)
+    np.add(d, bi, out=_int_view(dest))
+    return dest
 
 
 def _logistic(x: np.ndarray) -> np.ndarray:
@@ -77,7 +93,9 @@ def _logistic(x: np.ndarray) -> np.ndarray:
     np.exp(e, out=e)
     s = e + 1
     np.reciprocal(s, out=s)
-    np.multiply(s, e, out=s, where=x < 0)  # e / (1 + e) for negative x
+    # s * e for negative x, s * 1 otherwise (a masked multiply is 10x slower than two passes).
+    np.maximum(e, x >= 0, out=e)
+    s *= e
     return s
 
 
@@ -153,33 +171,49 @@ class CpuKernels:
         return np.maximum(x, x.dtype.type(0), out=out)
 
     def relu_bwd(self, y: np.ndarray, gy: np.ndarray, out: np.ndarray | None = None):
-        """gy where y > 0, else 0: the gradient at the kink x = 0 is 0, as in PyTorch."""
-        return _where(y > 0, gy, gy.dtype.type(0), gy.dtype, out)
+        """gy where y > 0, else 0 (also where gy is inf or NaN): the gradient at the kink x = 0
+        is 0, as in PyTorch. gy's bits times 0 or 1, exact in every dtype."""
+        mask = np.asarray(y > 0).view(np.int8)
+        if out is None:
+            return np.multiply(_int_view(gy), mask).view(gy.dtype)
+        np.multiply(_int_view(gy), mask, out=_int_view(out))
+        return out
 
     def leaky_relu_fwd(self, x: np.ndarray, slope: float, out: np.ndarray | None = None):
         """x where x > 0, else slope * x."""
         xc = _up(x)
-        return _where(xc > 0, xc, xc * _scalar(slope, x.dtype), x.dtype, out)
+        s = _scalar(slope, x.dtype)
+        r = xc * s
+        if s > 0:
+            # x * s has x's sign, so the branch is max(x, x s) for s <= 1 and min(x, x s) for
+            # s > 1: the same bits, NaN included, in one branch-free pass.
+            return _finish((np.maximum if s <= 1 else np.minimum)(xc, r, out=r), x.dtype, out)
+        return _select(xc > 0, xc, r, x.dtype, out)  # +-0 and inf * 0 need the branch
 
     def leaky_relu_bwd(self, x: np.ndarray, gy: np.ndarray, slope: float,
                        out: np.ndarray | None = None) -> np.ndarray:
         """gy where x > 0, else slope * gy (slope at x = 0, as in PyTorch)."""
         gyc = _up(gy)
-        return _where(x > 0, gyc, gyc * _scalar(slope, x.dtype), x.dtype, out)
+        return _select(x > 0, gyc, gyc * _scalar(slope, x.dtype), x.dtype, out)
 
     def elu_fwd(self, x: np.ndarray, alpha: float, out: np.ndarray | None = None) -> np.ndarray:
         """x where x > 0, else alpha * expm1(x); expm1 only sees min(x, 0)."""
         xc = _up(x)
+        a = _scalar(alpha, x.dtype)
         e = np.minimum(xc, 0)
         np.expm1(e, out=e)
-        e *= _scalar(alpha, x.dtype)
-        return _where(xc > 0, xc, e, x.dtype, out)
+        e *= a
+        if 0 < a <= 1:
+            # e = +0 for x > 0, and x <= expm1(x) <= a expm1(x) <= 0 otherwise (both products
+            # rounded monotonically): max(x, e) is the branch, bit for bit, in one pass.
+            return _finish(np.maximum(xc, e, out=e), x.dtype, out)
+        return _select(xc > 0, xc, e, x.dtype, out)
 
     def elu_bwd(self, y: np.ndarray, gy: np.ndarray, alpha: float,
                 out: np.ndarray | None = None) -> np.ndarray:
         """From the output: gy where y > 0, else gy * (y + alpha)."""
         yc, gyc = _up(y), _up(gy)
-        return _where(yc > 0, gyc, gyc * (yc + _scalar(alpha, y.dtype)), y.dtype, out)
+        return _select(yc > 0, gyc, gyc * (yc + _scalar(alpha, y.dtype)), y.dtype, out)
 
     def gelu_fwd(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """x * Phi(x) (erf form). Phi is evaluated in float64 and the product rounded once."""
@@ -267,7 +301,7 @@ class CpuKernels:
         bx = xc * b
         r = _log1pexp(bx)
         r /= b
-        return _where(bx > _scalar(threshold, x.dtype), xc, r, x.dtype, out)
+        return _select(bx > _scalar(threshold, x.dtype), xc, r, x.dtype, out)
 
     def softplus_bwd(self, x: np.ndarray, gy: np.ndarray, beta: float, threshold: float,
                      out: np.ndarray | None = None) -> np.ndarray:
@@ -276,7 +310,7 @@ class CpuKernels:
         gyc = _up(gy)
         r = _logistic(bx)
         r *= gyc
-        return _where(bx > _scalar(threshold, x.dtype), gyc, r, x.dtype, out)
+        return _select(bx > _scalar(threshold, x.dtype), gyc, r, x.dtype, out)
 
     def bias_relu_fwd(self, z: np.ndarray, b: np.ndarray, out: np.ndarray | None = None):
         """relu(z + b) for z (N, F), b (F,); the sum is rounded only in the output."""
