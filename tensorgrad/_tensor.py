@@ -292,12 +292,15 @@ class Tensor:
         (history rebased onto the new op); refused on a leaf that requires grad, as PyTorch."""
         from .autograd._grad_mode import grad_enabled
 
-        other_data = other
         if isinstance(other, Tensor):
             if other._backend is not self._backend:
                 raise DeviceMismatchError(f"in-place {ufunc}: tensor on {self.device}, other on "
                                           f"{other.device}")
-            other_data = other._data
+        elif isinstance(other, np.generic):  # NumPy scalars promote as Python ones do
+            other = other.item()
+        elif not isinstance(other, (bool, int, float)):  # a list or an array of any device
+            other = Tensor(other, dtype=self.dtype, device=self.device)
+        other_data = other._data if isinstance(other, Tensor) else other
         if self._requires_grad and grad_enabled.get():
             if self._grad_fn is None:
                 raise RuntimeError(
@@ -641,7 +644,8 @@ def _device_of(data: Any) -> Device:
     from ._device import get_default_device
 
     if hasattr(data, "__cuda_array_interface__"):
-        return Device(f"cuda:{data.device.id}")
+        _, index = data.__dlpack_device__()  # CuPy, PyTorch and others all answer this
+        return Device(f"cuda:{index}")
     return get_default_device()
 
 

@@ -33,7 +33,7 @@ def probe() -> str | None:
 
 
 class CudaBackend(Backend):
-    __slots__ = ("_cupy", "_device_ctx", "_rng", "_cublas")
+    __slots__ = ("_cupy", "_device_ctx", "_rng", "_retired_rngs", "_cublas")
 
     def __init__(self, device: Device) -> None:
         import cupy
@@ -53,12 +53,18 @@ class CudaBackend(Backend):
         self.switch = None if count == 1 else (lambda: cupy.cuda.Device(device.index))
         self.capturing = False
         self._cublas = None
+        self._retired_rngs: list[Any] = []
         with self._device_ctx:
             self._rng = cupy.random.default_rng()
 
     def asarray(self, data: Any, dtype: Any = None) -> Any:
         with self._device_ctx:
+            if not isinstance(data, self._cupy.ndarray) and hasattr(
+                    data, "__cuda_array_interface__"):
+                data = self._cupy.asarray(data)  # another library's GPU array, no copy
             if isinstance(data, self._cupy.ndarray):
+                if data.device.id != self.device.index:
+                    data = data.copy()  # CuPy copies into the current device, peer to peer
                 return data.astype(dtype, copy=False) if dtype is not None else data
             host = np.asarray(data, dtype=dtype)
             if host.ndim == 0:  # a fill kernel, not a host-to-device copy: capturable
@@ -113,6 +119,9 @@ class CudaBackend(Backend):
 
     def manual_seed(self, seed: int) -> None:
         with self._device_ctx:
+            # CUDA graphs captured earlier hold pointers into the old generator's state: keep
+            # it alive rather than let replays read freed memory.
+            self._retired_rngs.append(self._rng)
             self._rng = self._cupy.random.default_rng(seed)
 
     def random(self) -> Any:
