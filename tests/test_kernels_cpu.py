@@ -486,3 +486,21 @@ def test_kernel_sources_are_found_and_missing_ones_are_named():
     assert "tg_relu" in _cuda_kernels._preamble("activations.cuh")
     with pytest.raises(FileNotFoundError, match=r"'nope\.cuh'.*_kernels.*kernels"):
         _cuda_kernels._find_source("nope.cuh")
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=lambda d: np.dtype(d).name)
+def test_gelu_single_precision_path_is_within_an_ulp_of_the_float64_one(dtype, rng):
+    # float32/float16 gelu uses a one-polynomial erfcx (2e-10 relative); the float64 path,
+    # rounded, is the reference, down the lower tail where x Phi(x) is subnormal.
+    x = np.concatenate([rng.uniform(-14, 6, 40000), [0.0, -0.0, 1e-30, -1e-30, 3e4],
+                        -np.exp(rng.uniform(-20, 2.6, 5000))]).astype(dtype)
+    x = x.reshape(-1, 5)[:, ::2]  # non-contiguous input, and more than one block
+    gy = rng.normal(size=x.shape).astype(dtype)
+    x64 = x.astype(np.float64)
+    for got, want in [(K.gelu_fwd(x), K.gelu_fwd(x64)),
+                      (K.gelu_bwd(x, gy), K.gelu_bwd(x64, gy.astype(np.float64)))]:
+        assert got.dtype == dtype
+        finite = np.isfinite(want)
+        ulp = np.spacing(np.abs(want[finite]).astype(dtype)).astype(np.float64)
+        assert np.all(np.abs(got[finite] - want[finite]) <= ulp)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))

@@ -150,6 +150,81 @@ def _normal_cdf_pdf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(x < 0, tail, 1.0 - tail), e * _INV_SQRT_2PI
 
 
+# Elements per block of the float32/float16 gelu: the float64 temporaries of one block stay in
+# the L2 cache through the ~40 passes of the polynomial.
+_GELU_BLOCK = 16384
+
+
+@functools.cache
+def _erfcx_over_t() -> np.ndarray:
+    """Power-basis coefficients (highest first) of p with erfcx(a) ~ t p(t), t = 2 / (2 + a).
+
+    t maps a in [0, inf) onto (0, 1], where erfcx(a) / t is smooth (it tends to 1/(2 sqrt pi));
+    degree 14, interpolated at Chebyshev points from math.erfc (and Laplace's continued fraction
+    beyond a = 5), is within 2.1e-10 relative of erfcx on the whole half-line: 300x below half
+    a float32 ulp. Horner in float64 adds ~1e-16.
+    """
+    def g(t: np.ndarray) -> np.ndarray:
+        a = 2.0 / t - 2.0
+        return np.array([_erfcx_host(v) for v in a]) / t
+
+    cheb = np.polynomial.Chebyshev.interpolate(g, 14, domain=[0.0, 1.0])
+    power = cheb.convert(kind=np.polynomial.Polynomial, domain=[0.0, 1.0], window=[0.0, 1.0])
+    return power.coef[::-1].copy()
+
+
+def _erfcx_host(a: float) -> float:
+    """exp(a^2) erfc(a) for one float a >= 0, to ~1e-15 relative."""
+    if a < 5.0:
+        return math.erfc(a) * math.exp(a * a)
+    acc = 0.0
+    for k in range(40, 0, -1):
+        acc = (0.5 * k) / (a + acc)
+    return 1.0 / (math.sqrt(math.pi) * (a + acc))
+
+
+def _gelu_single(x: np.ndarray, gy: np.ndarray | None) -> np.ndarray:
+    """gelu(x) (gy None) or gy * gelu'(x) for float32/float16 x, as a new array of x's dtype.
+
+    Phi(-|x|) = exp(-x^2/2) erfcx(|x|/sqrt 2) / 2 with erfcx from one polynomial (no branches,
+    no gathers), in float64 block by block; Phi(x) = [x >= 0] - copysign(Phi(-|x|), x). Max
+    relative error of Phi measured against mpmath.ncdf at 2e5 float32 points in [-40, 40]:
+    2.0e-10 wherever Phi is a normal float64 (x >= -37; below, x Phi(x) is 0 in float32
+    anyway); each result is then rounded once to x's dtype.
+    """
+    coef = _erfcx_over_t()
+    xf = np.ascontiguousarray(x).reshape(-1)
+    gf = None if gy is None else np.ascontiguousarray(gy).reshape(-1)
+    res = np.empty(xf.shape, x.dtype)
+    for start in range(0, xf.size, _GELU_BLOCK):
+        block = slice(start, start + _GELU_BLOCK)
+        x64 = xf[block].astype(np.float64)
+        t = np.abs(x64)
+        t *= _SQRT_HALF
+        t += 2.0
+        np.divide(2.0, t, out=t)
+        tail = t * coef[0]
+        for c in coef[1:]:
+            tail += c
+            tail *= t
+        e = x64 * x64  # exact: a float32 squared fits in float64
+        e *= -0.5
+        np.exp(e, out=e)
+        tail *= e
+        tail *= 0.5  # Phi(-|x|), relative-accurate down to the smallest subnormal
+        np.copysign(tail, x64, out=tail)
+        cdf = np.subtract(~np.signbit(x64), tail, out=tail)
+        if gf is None:
+            cdf *= x64
+        else:
+            e *= _INV_SQRT_2PI
+            e *= x64
+            cdf += e
+            cdf *= gf[block]
+        res[block] = cdf
+    return res.reshape(x.shape)
+
+
 def _gelu_tanh_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(clamped x, tanh(k (xc + c xc^3))) in x's dtype."""
     xc = np.clip(x, -_GELU_TANH_CLAMP, _GELU_TANH_CLAMP)
@@ -217,16 +292,18 @@ class CpuKernels:
 
     def gelu_fwd(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """x * Phi(x) (erf form). Phi is evaluated in float64 and the product rounded once."""
-        x64 = x.astype(np.float64)
-        cdf, _ = _normal_cdf_pdf(x64)
-        cdf *= x64
+        if x.dtype != np.float64:
+            return _finish(_gelu_single(x, None), x.dtype, out)
+        cdf, _ = _normal_cdf_pdf(x)
+        cdf *= x
         return _finish(cdf, x.dtype, out)
 
     def gelu_bwd(self, x: np.ndarray, gy: np.ndarray, out: np.ndarray | None = None):
         """gy * (Phi(x) + x phi(x)), in float64 and rounded once."""
-        x64 = x.astype(np.float64)
-        cdf, pdf = _normal_cdf_pdf(x64)
-        pdf *= x64
+        if x.dtype != np.float64:
+            return _finish(_gelu_single(x, gy), x.dtype, out)
+        cdf, pdf = _normal_cdf_pdf(x)
+        pdf *= x
         pdf += cdf
         pdf *= gy
         return _finish(pdf, x.dtype, out)
