@@ -41,6 +41,16 @@ class Unfold(Op):
             x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
         ho = window_out_size(h, kh, sh, ph, dh)
         wo = window_out_size(w, kw, sw, pw, dw)
+        if c == 1:
+            # One channel (pooling, whose caller folds channels into the batch, and grayscale
+            # convolutions): one strided copy per kernel offset runs along whole output rows,
+            # 3x to 5x faster on the CPU than copying the (kh, kw) windows three at a time.
+            cols = xp.empty((n, ho, wo, 1, kh, kw), dtype=x.dtype)
+            for a in range(kh):
+                for b in range(kw):
+                    cols[:, :, :, 0, a, b] = x[:, 0, a * dh:a * dh + sh * (ho - 1) + 1:sh,
+                                               b * dw:b * dw + sw * (wo - 1) + 1:sw]
+            return cols
         s = x.strides
         # A strided view reads every window without copying; one copy makes it contiguous.
         windows = xp.lib.stride_tricks.as_strided(
