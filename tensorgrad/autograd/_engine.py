@@ -1,9 +1,12 @@
 """The backward walk: reverse topological order over the recorded graph, without recursion.
 
-An iterative depth-first pass counts, for each node, how many consumers will send it a
-gradient. A node is ready when that count reaches zero; ready nodes run newest first (a heap on
-the sequence number), which makes the order, and so the floating-point sums, deterministic.
-Pending gradients live in a dict keyed by node and are dropped as soon as the node has run.
+Every node has a sequence number from one global counter, and an op is always recorded after
+the ops that produced its inputs, so newest-first is a topological order: when a node comes off
+a max-heap of sequence numbers, every consumer that can send it a gradient has already run
+(any that has not would sit higher in the heap, or behind one that does). So no separate pass
+has to count dependencies, nodes that receive no gradient are never visited, and the order,
+and with it every floating-point sum, is deterministic. Pending gradients live in a dict keyed
+by node and are dropped as soon as the node has run.
 """
 
 from __future__ import annotations
@@ -31,46 +34,29 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_g
 
 def _walk(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: bool,
           create_graph: bool, capture: dict[Any, Any] | None) -> None:
-    dependencies: dict[Op, int] = {}
     pending: dict[Op, list[Any]] = {}
+    ready: list[tuple[int, Op]] = []  # (-sequence number, node): a max-heap on sequence
     handed_out: set[int] = set()  # ids of arrays already stored as some leaf's .grad
     keep_alive: list[Any] = []     # keeps those ids from being reused during the walk
+    heappop, heappush = heapq.heappop, heapq.heappush
 
-    starts = []
     for root, grad in zip(roots, root_grads):
         node = root._grad_fn
         if node is None:
             _to_leaf(root, grad, create_graph, capture, handed_out, keep_alive)
             continue
-        if node not in pending:
-            pending[node] = [None] * (1 if node.out_meta is None else len(node.out_meta))
-            starts.append(node)
-        slots = pending[node]
-        slots[root._out_idx] = grad if slots[root._out_idx] is None else \
-            slots[root._out_idx] + grad
+        slots = pending.get(node)
+        if slots is None:
+            slots = pending[node] = [None] * (1 if node.out_meta is None else len(node.out_meta))
+            heappush(ready, (-node.seq, node))
+        index = root._out_idx
+        slots[index] = grad if slots[index] is None else slots[index] + grad
 
-    stack = list(starts)
-    start_set = set(starts)
-    while stack:
-        node = stack.pop()
-        if node.saved is None:  # its backward already ran without retain_graph
-            raise RuntimeError(_FREED_MESSAGE.format(op=node.name()))
-        for parent in node.parents:
-            if parent is None or isinstance(parent, Tensor):
-                continue
-            if parent in dependencies:
-                dependencies[parent] += 1
-            else:
-                dependencies[parent] = 1
-                if parent not in start_set:
-                    stack.append(parent)
-
-    ready = [(-node.seq, node) for node in starts if node not in dependencies]
-    heapq.heapify(ready)
     anomaly = anomaly_enabled.get()
-    heappop, heappush = heapq.heappop, heapq.heappush
     while ready:
         _, node = heappop(ready)
+        if node.saved is None:  # its backward already ran without retain_graph
+            raise RuntimeError(_FREED_MESSAGE.format(op=node.name()))
         grads_out = pending.pop(node)
         if node.hooks:
             for index, hook in list(node.hooks):
@@ -90,44 +76,18 @@ def _walk(roots: Sequence[Tensor], root_grads: Sequence[Tensor], retain_graph: b
         if not retain_graph:
             node.saved = None
         for parent, index, g in zip(node.parents, node.parent_idx, grads_in):
-            if parent is None:
+            if g is None or parent is None:
                 continue
             if isinstance(parent, Tensor):
-                if g is not None:
-                    _to_leaf(parent, g, create_graph, capture, handed_out, keep_alive)
+                _to_leaf(parent, g, create_graph, capture, handed_out, keep_alive)
                 continue
-            if g is not None:
-                slots = pending.get(parent)
-                if slots is None:
-                    slots = pending[parent] = [None] * (
-                        1 if parent.out_meta is None else len(parent.out_meta))
-                # Out of place: the same gradient Tensor may also sit in another slot.
-                slots[index] = g if slots[index] is None else slots[index] + g
-            count = dependencies[parent] - 1
-            dependencies[parent] = count
-            if count == 0:
-                if parent in pending:
-                    heappush(ready, (-parent.seq, parent))
-                else:  # no gradient reached it (all None): its own parents still count down
-                    _release(parent, dependencies, pending, ready)
-
-
-def _release(node: Op, dependencies: dict[Op, int], pending: dict[Op, list[Any]],
-             ready: list[Any]) -> None:
-    """A node that received only None gradients sends none either, but its parents' counts
-    must still drop so that their other consumers' gradients are delivered."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        for parent in current.parents:
-            if parent is None or isinstance(parent, Tensor):
-                continue
-            dependencies[parent] -= 1
-            if dependencies[parent] == 0:
-                if parent in pending:
-                    heapq.heappush(ready, (-parent.seq, parent))
-                else:
-                    stack.append(parent)
+            slots = pending.get(parent)
+            if slots is None:
+                slots = pending[parent] = [None] * (
+                    1 if parent.out_meta is None else len(parent.out_meta))
+                heappush(ready, (-parent.seq, parent))
+            # Out of place: the same gradient Tensor may also sit in another slot.
+            slots[index] = g if slots[index] is None else slots[index] + g
 
 
 def _call_backward(node: Op, grads_out: list[Any]) -> tuple[Any, ...]:
