@@ -105,9 +105,11 @@ def _call_backward(node: Op, grads_out: list[Any]) -> tuple[Any, ...]:
         raise RuntimeError(f"{node.name()} returned {len(grads_in)} gradients for "
                            f"{len(in_meta)} inputs")
     checked = list(grads_in)
-    for i, g in enumerate(grads_in):
-        meta = in_meta[i]
-        if meta is None or g is None:
+    for i, meta in enumerate(in_meta):
+        g = checked[i]
+        if g is None:
+            continue
+        if meta is None:  # a gradient for an input that needs none is dropped
             checked[i] = None
             continue
         if not isinstance(g, Tensor):

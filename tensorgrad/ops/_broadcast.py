@@ -10,7 +10,7 @@ from .._tensor import Tensor
 
 def sum_to(g: Tensor, shape: tuple[int, ...]) -> Tensor:
     """Sum g over the axes that broadcasting added or stretched, so it has `shape` again."""
-    if g.shape == shape:
+    if g._data.shape == shape:
         return g
     from .reduction import sum as _sum
 

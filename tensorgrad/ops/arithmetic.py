@@ -74,10 +74,6 @@ def _float_operands(a: Any, b: Any) -> tuple[Any, Any]:
     return a, b
 
 
-def _shape(ctx: Op, i: int) -> tuple[int, ...]:
-    return ctx.in_meta[i][0]
-
-
 class Add(Op):
     """z = a + b."""
 
@@ -90,8 +86,8 @@ class Add(Op):
     @staticmethod
     def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
         need_a, need_b = ctx.needs_input_grad
-        return (sum_to(gz, _shape(ctx, 0)) if need_a else None,
-                sum_to(gz, _shape(ctx, 1)) if need_b else None)
+        return (sum_to(gz, ctx.in_meta[0][0]) if need_a else None,
+                sum_to(gz, ctx.in_meta[1][0]) if need_b else None)
 
 
 class Sub(Op):
@@ -106,8 +102,8 @@ class Sub(Op):
     @staticmethod
     def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
         need_a, need_b = ctx.needs_input_grad
-        return (sum_to(gz, _shape(ctx, 0)) if need_a else None,
-                sum_to(-gz, _shape(ctx, 1)) if need_b else None)
+        return (sum_to(gz, ctx.in_meta[0][0]) if need_a else None,
+                sum_to(-gz, ctx.in_meta[1][0]) if need_b else None)
 
 
 class Mul(Op):
@@ -126,8 +122,8 @@ class Mul(Op):
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
         # gz and the saved inputs share the op's dtype: no promotion step needed.
-        return (sum_to(Mul.apply(gz, b), _shape(ctx, 0)) if need_a else None,
-                sum_to(Mul.apply(gz, a), _shape(ctx, 1)) if need_b else None)
+        return (sum_to(Mul.apply(gz, b), ctx.in_meta[0][0]) if need_a else None,
+                sum_to(Mul.apply(gz, a), ctx.in_meta[1][0]) if need_b else None)
 
 
 class Div(Op):
@@ -145,8 +141,8 @@ class Div(Op):
     def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        ga = sum_to(gz / b, _shape(ctx, 0)) if need_a else None
-        gb = sum_to(-gz * a / (b * b), _shape(ctx, 1)) if need_b else None
+        ga = sum_to(gz / b, ctx.in_meta[0][0]) if need_a else None
+        gb = sum_to(-gz * a / (b * b), ctx.in_meta[1][0]) if need_b else None
         return ga, gb
 
 
@@ -167,14 +163,14 @@ class Pow(Op):
         ga = gb = None
         if need_a:
             # b * a**(b-1) rather than b * z / a, which is 0/0 at a = 0.
-            ga = sum_to(gz * b * a ** (b - 1), _shape(ctx, 0))
+            ga = sum_to(gz * b * a ** (b - 1), ctx.in_meta[0][0])
         if need_b:
             if isinstance(a, Tensor):
                 log_a = _math.log(a)
             else:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     log_a = builtins.float(np.log(a))
-            gb = sum_to(gz * z * log_a, _shape(ctx, 1))
+            gb = sum_to(gz * z * log_a, ctx.in_meta[1][0])
         return ga, gb
 
 
@@ -238,8 +234,8 @@ def _split_by_winner(ctx: Op, gz: Tensor, wins: Any) -> tuple[Any, Any]:
     share_a = wins(a, b).astype(dtype) + (a == b).astype(dtype) * 0.5
     share_a = Tensor._make(ctx.xp.asarray(share_a, dtype=dtype), ctx.backend)
     need_a, need_b = ctx.needs_input_grad
-    return (sum_to(gz * share_a, _shape(ctx, 0)) if need_a else None,
-            sum_to(gz * (1.0 - share_a), _shape(ctx, 1)) if need_b else None)
+    return (sum_to(gz * share_a, ctx.in_meta[0][0]) if need_a else None,
+            sum_to(gz * (1.0 - share_a), ctx.in_meta[1][0]) if need_b else None)
 
 
 class Clamp(Op):
@@ -280,8 +276,8 @@ class Where(Op):
         (cond,) = ctx.saved_tensors
         _, need_a, need_b = ctx.needs_input_grad
         return (None,
-                sum_to(where(cond, gz, 0.0), _shape(ctx, 1)) if need_a else None,
-                sum_to(where(cond, 0.0, gz), _shape(ctx, 2)) if need_b else None)
+                sum_to(where(cond, gz, 0.0), ctx.in_meta[1][0]) if need_a else None,
+                sum_to(where(cond, 0.0, gz), ctx.in_meta[2][0]) if need_b else None)
 
 
 def add(a: Any, b: Any) -> Tensor:
