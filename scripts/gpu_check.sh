@@ -23,14 +23,14 @@ python3 -m pytest -q -p no:cacheprovider tests/test_kernels_cuda.py tests/test_c
 step "the whole suite, CUDA cases"
 python3 -m pytest -q -p no:cacheprovider -m cuda 2>&1 | tee "$out/tests-cuda.log" | tail -n 15
 
-step "examples, --device cuda then cpu (seconds)"
+step "examples, --device cuda then cpu (milliseconds)"
 for script in train_digits cnn_digits spirals vanishing_gradients linear_regression_gd circuit; do
     for device in cuda cpu; do
-        start=$(date +%s.%N)
+        start=$(date +%s%N)
         python3 "examples/$script.py" --device "$device" --out "$out/examples/$script-$device" \
             > "$out/examples-$script-$device.log" 2>&1
         status=$?
-        echo "$script $device exit=$status $(echo "$(date +%s.%N) - $start" | bc) s"
+        echo "$script $device exit=$status $(( ($(date +%s%N) - start) / 1000000 )) ms"
     done
 done | tee "$out/examples.txt"
 
