@@ -49,9 +49,9 @@ class Op:
 
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Any:
-        # One pass over the inputs gathers the arrays for forward and, when recording, the
-        # edges for backward; nothing is recorded under no_grad or without a grad-requiring
-        # input.
+        # One pass gathers the arrays for forward and which inputs need a gradient; nothing
+        # is recorded under no_grad or without such an input. Plain loops, not comprehensions:
+        # before Python 3.12 each comprehension is a function call, and this runs per op.
         enabled = grad_enabled.get()
         backend = None
         record = False
