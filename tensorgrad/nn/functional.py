@@ -31,7 +31,7 @@ from ..ops.activation import (
     tanh,
 )
 from ..ops.arithmetic import where
-from ._ops import SoftmaxCrossEntropy, Unfold, window_out_size
+from ._ops import MaxPool, SoftmaxCrossEntropy, Unfold, window_out_size
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -158,8 +158,14 @@ def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
     x, unbatched = _batched_4d(input, "max_pool2d")
     if not x.dtype.is_floating_point:
         raise TypeError(f"max_pool2d needs a floating-point input, got {x.dtype.name}")
-    out = _pool_windows(x, kernel_size, stride, padding, dilation, -math.inf,
-                        "max_pool2d").max(dim=-1).values
+    kernel, stride, padding, dilation = _window_args(kernel_size, stride, padding, dilation,
+                                                     "max_pool2d")
+    if padding[0] * 2 > kernel[0] or padding[1] * 2 > kernel[1]:
+        raise ValueError(f"max_pool2d: padding {padding} should be at most half of the kernel "
+                         f"size {kernel}")
+    size = _out_size(x, kernel, stride, padding, dilation, "max_pool2d")
+    out = MaxPool.apply(x, kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                        out=size)
     return out.squeeze(0) if unbatched else out
 
 
