@@ -288,10 +288,9 @@ class Tensor:
 
     # ---- in place ---------------------------------------------------------------------------
     def _inplace(self, other: Any, ufunc: str, fn: Callable[[Any, Any], Tensor]) -> Tensor:
-        """`self op= other`, written into self's memory. Recorded on the tape for a non-leaf
-        (history rebased onto the new op); refused on a leaf that requires grad, as PyTorch."""
-        from .autograd._grad_mode import grad_enabled
-
+        """`self op= other`, written into self's memory. Recorded on the tape when either side
+        requires grad (self's history rebased onto the new op), as PyTorch; refused where
+        recording would give wrong gradients (see _records_inplace)."""
         if isinstance(other, Tensor):
             if other._backend is not self._backend:
                 raise DeviceMismatchError(f"in-place {ufunc}: tensor on {self.device}, other on "
@@ -301,15 +300,14 @@ class Tensor:
         elif not isinstance(other, (bool, int, float)):  # a list or an array of any device
             other = Tensor(other, dtype=self.dtype, device=self.device)
         other_data = other._data if isinstance(other, Tensor) else other
-        if self._requires_grad and grad_enabled.get():
-            if self._grad_fn is None:
-                raise RuntimeError(
-                    f"a leaf tensor that requires grad is used in an in-place {ufunc}; wrap the "
-                    "update in `with tg.no_grad():` or change a .clone() of it")
-            result = fn(self, other)
+        if self._records_inplace(other, f"in-place {ufunc}"):
+            # The op sees a copy of self: what it saves for backward must not be overwritten.
+            before = Tensor._make(self._data.copy(), self._backend, self._requires_grad,
+                                  self._grad_fn, self._out_idx)
+            result = fn(before, other)
             self._check_inplace_result(result._data, ufunc)
             self._data[...] = result._data
-            self._grad_fn, self._out_idx = result._grad_fn, result._out_idx
+            self._rebase(result)
         else:
             shape = np.broadcast_shapes(self.shape, np.shape(other_data))
             # True division of integers gives floats, which an integer tensor cannot hold.
@@ -320,6 +318,31 @@ class Tensor:
             getattr(self._backend.xp, ufunc)(self._data, other_data, out=self._data)
         self._version[0] += 1
         return self
+
+    def _records_inplace(self, other: Any, what: str) -> bool:
+        """Whether an in-place change of self by `other` must be recorded on the tape. Raises
+        for a leaf that requires grad, and for memory shared with a recorded view: the view's
+        (or its base's) history would not see the change, and its gradient would be wrong."""
+        from .autograd._grad_mode import grad_enabled
+
+        if not grad_enabled.get() or not (
+                self._requires_grad or isinstance(other, Tensor) and other._requires_grad):
+            return False
+        if self._requires_grad and self._grad_fn is None:
+            raise RuntimeError(f"a leaf tensor that requires grad is used in an {what}; wrap "
+                               "the update in `with tg.no_grad():` or change a .clone() of it")
+        if len(self._version) > 1:
+            raise RuntimeError(
+                f"{what} of a tensor that shares memory with a view recorded for backward (a "
+                "slice, reshape, transpose or expand of it, or the tensor it is a view of): the "
+                "other side's gradient would come out wrong. Do it out of place, or change a "
+                ".clone().")
+        return True
+
+    def _rebase(self, result: Tensor) -> None:
+        """Make `result`'s op the history of self, whose memory now holds result's values."""
+        self._grad_fn, self._out_idx = result._grad_fn, result._out_idx
+        self._requires_grad = True
 
     def _check_inplace_result(self, result: Any, what: str, shape: Any = None) -> None:
         shape = result.shape if shape is None else shape

@@ -385,6 +385,69 @@ def test_recorded_inplace_on_non_leaf_has_right_gradient(device: str) -> None:
     np.testing.assert_array_equal(x.grad.numpy(), [6.0, 6.0])
 
 
+def test_inplace_with_a_grad_requiring_operand_is_recorded(device: str) -> None:
+    """A tensor that needs no grad, changed in place by one that does, joins the graph (as in
+    PyTorch) instead of dropping the other side's gradient."""
+    x = _t([1.0, 2.0, 3.0], device)
+    y = tg.zeros(3, dtype="float64", device=device)
+    y += x * 2.0
+    assert y.requires_grad and not y.is_leaf
+    z = tg.zeros(4, dtype="float64", device=device)
+    z[1:] = x * 3.0
+    ((y * y).sum() + (z * z).sum()).backward()
+    # d/dx [(2x)^2 + (3x)^2] = 26x
+    np.testing.assert_array_equal(x.grad.numpy(), [26.0, 52.0, 78.0])
+
+
+def test_recorded_inplace_op_keeps_its_own_input_for_backward(device: str) -> None:
+    """y *= w saves y's old values for w's gradient: the in-place write must not change them."""
+    x = _t([1.0, 2.0, 3.0], device)
+    w = _t([2.0, 3.0, 4.0], device)
+    y = x * 1.0
+    y *= w
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 3.0, 4.0])
+    np.testing.assert_array_equal(w.grad.numpy(), [1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("change", [
+    "v *= 2.0",             # through a slice of a non-leaf: its base's history misses it
+    "y *= 3.0",             # the base, after a view was taken: the view's history misses it
+    "v[0] = 5.0",           # item assignment through the view
+    "r = y.reshape(3, 1); r += 1.0",
+    "t = y.expand(2, 3); y.sub_(1.0)",
+])
+def test_inplace_through_recorded_views_is_refused(device: str, change: str) -> None:
+    # PyTorch rebases the other side's history; tensorgrad refuses rather than let either
+    # gradient come out wrong.
+    x = _t([1.0, 2.0, 3.0], device)
+    y = x * 1.0
+    v = y[0:2]
+    with pytest.raises(RuntimeError, match=r"shares memory with a view.*clone"):
+        exec(change, {}, {"y": y, "v": v})
+    np.testing.assert_array_equal(y.numpy(), [1.0, 2.0, 3.0])  # refused before any write
+
+
+def test_inplace_on_a_view_of_a_leaf_is_refused(device: str) -> None:
+    x = _t([1.0, 2.0, 3.0], device)
+    v = x[0:2]
+    with pytest.raises(RuntimeError, match="shares memory with a view"):
+        v += 1.0
+    np.testing.assert_array_equal(x.numpy(), [1.0, 2.0, 3.0])
+
+
+def test_views_under_no_grad_leave_inplace_changes_free(device: str) -> None:
+    x = _t([1.0, 2.0, 3.0], device)
+    y = x * 1.0
+    with tg.no_grad():
+        v = y[0:2]
+        v *= 2.0  # untracked, as in PyTorch: the values change, the history does not
+    y *= 3.0
+    y.sum().backward()
+    np.testing.assert_array_equal(y.numpy(), [6.0, 12.0, 9.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0, 3.0])
+
+
 # ---- determinism and memory --------------------------------------------------------------------
 
 def _messy_gradients(device: str) -> list[np.ndarray]:

@@ -141,7 +141,11 @@ class Op:
         ctx.seq = next(_seq)
         ctx.hooks = None
         if cls.is_view and isinstance(inputs[0], Tensor):
-            tensors[0]._version = inputs[0]._version
+            # One counter for the view and its base; its second entry says that a recorded
+            # view shares this memory, so an in-place change of either side is refused.
+            version = tensors[0]._version = inputs[0]._version
+            if len(version) == 1:
+                version.append(True)
         if ctx.saved:
             ctx.saved = _describe_saved(ctx.saved, inputs, arrays, outs, tensors)
         if anomaly_enabled.get():

@@ -12,7 +12,6 @@ import numpy as np
 
 from .._device import DeviceMismatchError
 from .._tensor import Tensor
-from ..autograd._grad_mode import grad_enabled
 from ..autograd._op import Op
 from ._broadcast import sum_to
 
@@ -125,14 +124,10 @@ def setitem(x: Tensor, index: Any, value: Any) -> None:
     if value._backend is not x._backend:
         raise DeviceMismatchError(f"assigning a tensor on {value.device} into a tensor on "
                                   f"{x.device}")
-    if x._requires_grad and grad_enabled.get():
-        if x._grad_fn is None:
-            raise RuntimeError("a leaf tensor that requires grad is used in an in-place "
-                               "assignment; wrap it in `with tg.no_grad():` or assign into a "
-                               ".clone()")
+    if x._records_inplace(value, "in-place assignment"):
         result = IndexPut.apply(x, value.to(dtype=x.dtype), index=raw)
         x._data[...] = result._data
-        x._grad_fn, x._out_idx = result._grad_fn, result._out_idx
+        x._rebase(result)
     else:
         x._data[raw] = value._data
     x._version[0] += 1
