@@ -547,6 +547,25 @@ def test_pow_with_negative_base(device: str) -> None:
     assert np.isnan(b.grad.item())     # d/db = a^b log(a): NaN for a < 0, as PyTorch
 
 
+def test_pow_at_base_zero_follows_pytorch(device: str) -> None:
+    # d/da a^0 is 0 even at a = 0 (not 0 * 0^-1); d/db 0^b is 0 for b >= 0 (not 0 * log 0).
+    x = _t([0.0, 2.0], device)
+    (x ** 0).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0])
+    a, b = _t([0.0, 0.0, 0.0], device), _t([2.0, 0.0, 0.5], device)
+    with np.errstate(all="raise"):  # and no NaN or 0 * inf on the way
+        (a ** b).sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [0.0, 0.0, np.inf])
+    np.testing.assert_array_equal(b.grad.numpy(), [0.0, 0.0, 0.0])
+    e = _t([1.0, 2.0], device)
+    (0.0 ** e).sum().backward()  # a Python base of 0
+    np.testing.assert_array_equal(e.grad.numpy(), [0.0, 0.0])
+    c = _t([0.0, 3.0], device, requires_grad=False)
+    d = _t([0.0, 2.0], device)
+    (d ** c).sum().backward()  # an exponent tensor holding 0
+    np.testing.assert_array_equal(d.grad.numpy(), [0.0, 12.0])
+
+
 def test_repeated_advanced_indices_accumulate(device: str) -> None:
     x = _t([10.0, 20.0], device)
     y = x[[1, 0, 1]]

@@ -147,7 +147,8 @@ class Div(Op):
 
 
 class Pow(Op):
-    """z = a ** b. d/db = z * log(a): NaN for a negative base, as in PyTorch."""
+    """z = a ** b. As PyTorch: d/da is 0 where b = 0 (not 0 * a**-1, NaN at a = 0), and d/db is
+    0 where a = 0 and b >= 0 (not z * log 0); d/db is NaN for a negative base."""
 
     @staticmethod
     def forward(ctx: Op, a: Any, b: Any) -> Any:
@@ -161,16 +162,22 @@ class Pow(Op):
         a, b, z = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
         ga = gb = None
-        if need_a:
-            # b * a**(b-1) rather than b * z / a, which is 0/0 at a = 0.
-            ga = sum_to(gz * b * a ** (b - 1), ctx.in_meta[0][0])
-        if need_b:
-            if isinstance(a, Tensor):
-                log_a = _math.log(a)
-            else:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    log_a = builtins.float(np.log(a))
-            gb = sum_to(gz * z * log_a, ctx.in_meta[1][0])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if need_a:
+                # b * a**(b-1) rather than b * z / a, which is 0/0 at a = 0.
+                if isinstance(b, Tensor):
+                    ga = where(b == 0, 0.0, gz * b * a ** (b - 1))
+                else:
+                    ga = gz * 0.0 if b == 0 else gz * b * a ** (b - 1)
+                ga = sum_to(ga, ctx.in_meta[0][0])
+            if need_b:  # so b is a Tensor
+                if isinstance(a, Tensor):
+                    gb = where((a == 0) & (b >= 0), 0.0, gz * z * _math.log(a))
+                elif a == 0:
+                    gb = where(b >= 0, 0.0, gz * z * -np.inf)
+                else:  # NaN for a negative base
+                    gb = gz * z * builtins.float(np.log(a))
+                gb = sum_to(gb, ctx.in_meta[1][0])
         return ga, gb
 
 
