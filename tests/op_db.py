@@ -128,6 +128,8 @@ OPS: list[OpSpec] = [
     OpSpec("div", lambda m, a, b: a / b, BINARY, kinks=(0.0,), margin=0.3),
     OpSpec("pow", lambda m, a, b: a ** b, BINARY, domains=((0.3, 2.0), (-2.0, 2.0))),
     OpSpec("maximum", lambda m, a, b: m.maximum(a, b), BINARY),
+    # a / b stays inside (-1, 0), away from remainder's jumps, so floor(a / b) = -1.
+    OpSpec("remainder", lambda m, a, b: a % b, BINARY, domains=((0.2, 2.0), (-3.0, -2.5))),
     OpSpec("minimum", lambda m, a, b: a.minimum(b), BINARY),
     OpSpec("matmul", lambda m, a, b: a @ b,
            (((3, 4), (4, 5)), ((4,), (4, 5)), ((3, 4), (4,)), ((4,), (4,)),

@@ -150,6 +150,9 @@ def test_index_errors_name_the_shape(device: str) -> None:
         x[tg.ones(1, device=device)]
     with pytest.raises(IndexError, match=r"dim 2 is out of range.*1 dimension"):
         x.sum(dim=2)
+    for reduce in (tg.max, tg.argmax):  # a 0-d tensor takes dim 0 or -1, as in PyTorch
+        with pytest.raises(IndexError, match=r"dim 1 is out of range; expected one in \[-1, 0\]"):
+            reduce(tg.tensor(2.0, device=device), dim=1)
 
 
 def test_shape_op_errors(device: str) -> None:

@@ -43,7 +43,7 @@ def normalize_dim(dim: int, ndim: int, what: str) -> int:
     """One axis, negatives allowed, checked against ndim."""
     if not isinstance(dim, int) or isinstance(dim, bool):
         raise TypeError(f"{what}: dim must be an int, got {dim!r}")
-    if not -ndim <= dim < ndim:
-        raise IndexError(f"{what}: dim {dim} is out of range for a tensor with {ndim} "
-                         f"dimension(s)")
+    if not -ndim <= dim < ndim:  # ndim may be 1 for a 0-d tensor: say the range, not ndim
+        raise IndexError(f"{what}: dim {dim} is out of range; expected one in "
+                         f"[{-ndim}, {ndim - 1}]")
     return dim % ndim

@@ -181,6 +181,28 @@ class Pow(Op):
         return ga, gb
 
 
+class Remainder(Op):
+    """z = a - b * floor(a / b), with the sign of b, as torch.remainder: dz/da = 1 and
+    dz/db = -floor(a / b), away from the jumps where a / b is an integer."""
+
+    @staticmethod
+    def forward(ctx: Op, a: Any, b: Any) -> Any:
+        if ctx.needs_input_grad[1]:
+            ctx.save_for_backward(a, b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return ctx.xp.remainder(a, b)
+
+    @staticmethod
+    def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
+        need_a, need_b = ctx.needs_input_grad
+        ga = sum_to(gz, ctx.in_meta[0][0]) if need_a else None
+        gb = None
+        if need_b:
+            a, b = ctx.saved_tensors
+            gb = sum_to(-gz * floor_divide(a, b), ctx.in_meta[1][0])
+        return ga, gb
+
+
 class Neg(Op):
     """y = -x."""
 
@@ -419,8 +441,9 @@ def floor_divide(a: Any, b: Any) -> Tensor:
 
 
 def remainder(a: Any, b: Any) -> Tensor:
-    """a % b elementwise with the sign of b (no gradient)."""
-    return _no_grad_binary(a, b, "remainder")
+    """a % b elementwise with the sign of b, as torch.remainder."""
+    a, b = _operands(a, b)
+    return Remainder.apply(a, b)
 
 
 def logical_and(a: Any, b: Any) -> Tensor:
