@@ -121,6 +121,27 @@ def test_reductions_of_integers_and_bools(device: str) -> None:
     np.testing.assert_allclose(halves.grad.numpy()[:3].astype(np.float64), 1 / 70000, rtol=1e-2)
 
 
+def test_float16_statistics_and_normalization_do_not_overflow(device: str) -> None:
+    """var divides by a count beyond float16's range and squares its input, and so do the
+    normalization layers: all are computed in float32 and returned as float16, as PyTorch."""
+    values = np.where(np.arange(70000) % 2 == 0, 1.0, -1.0)  # variance ~1, count > 65504
+    x = tg.tensor(values, dtype=tg.float16, device=device, requires_grad=True)
+    v = x.var()
+    assert v.dtype == tg.float16
+    np.testing.assert_allclose(float(v.item()), 70000 / 69999, rtol=1e-3)
+    x.std().backward()
+    assert np.isfinite(x.grad.numpy().astype(np.float64)).all()
+    big = tg.tensor([[300.0, -300.0, 0.0]], dtype=tg.float16, device=device)  # 300^2 > 65504
+    expected = [[1.2247, -1.2247, 0.0]]
+    ln = tg.nn.functional.layer_norm(big, (3,))
+    assert ln.dtype == tg.float16
+    np.testing.assert_allclose(ln.numpy().astype(np.float64), expected, atol=2e-3)
+    bn = tg.nn.functional.batch_norm(big.reshape(3, 1), None, None, training=True)
+    assert bn.dtype == tg.float16
+    np.testing.assert_allclose(bn.numpy().astype(np.float64).reshape(1, 3), expected,
+                               atol=2e-3)
+
+
 @pytest.mark.parametrize("spec, expected", [
     ("float32", tg.float32), ("float", tg.float32), ("double", tg.float64),
     ("half", tg.float16), ("long", tg.int64), ("int", tg.int32), ("bool", tg.bool),

@@ -215,6 +215,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                          f"shape {input.shape}")
     dims = (0,) + tuple(range(2, input.ndim))
     shape = _channel_shape(input)
+    dtype = input.dtype
+    input = _float32_if_half(input)
     if training:
         count = input.numel() // input.shape[1]
         if count <= 1:
@@ -234,12 +236,18 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                              "training")
         centered = input - running_mean.reshape(shape)
         var = running_var.reshape(shape)
-    out = centered / (var + eps).sqrt()
+    out = (centered / (var + eps).sqrt()).to(dtype=dtype)
     if weight is not None:
         out = out * weight.reshape(shape)
     if bias is not None:
         out = out + bias.reshape(shape)
     return out
+
+
+def _float32_if_half(x: Tensor) -> Tensor:
+    # Normalization squares its input, which overflows float16 from |x| = 256 on; PyTorch
+    # computes these statistics in float32 as well.
+    return x.to(dtype="float32") if x.dtype.name == "float16" else x
 
 
 def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | None = None,
@@ -253,9 +261,10 @@ def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | 
         raise ValueError(f"layer_norm: expected an input whose last dims are "
                          f"{normalized_shape}, got shape {input.shape}")
     dims = tuple(range(input.ndim - k, input.ndim))
-    centered = input - input.mean(dims, keepdim=True)
+    x = _float32_if_half(input)
+    centered = x - x.mean(dims, keepdim=True)
     var = (centered * centered).mean(dims, keepdim=True)
-    out = centered / (var + eps).sqrt()
+    out = (centered / (var + eps).sqrt()).to(dtype=input.dtype)
     if weight is not None:
         out = out * weight
     if bias is not None:

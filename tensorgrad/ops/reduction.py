@@ -186,6 +186,8 @@ def amin(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
 def var(x: Tensor, dim: Any = None, correction: int = 1, keepdim: bool = False) -> Tensor:
     """Variance over dim, unbiased by default (correction=1), as torch.var."""
     dims = _dims(x, dim, "var")
+    if x._data.dtype == np.float16:  # squares and the divisor overflow float16: use float32
+        return var(x.to(dtype="float32"), dim, correction, keepdim).to(dtype="float16")
     count = int(np.prod([x.shape[d] for d in dims])) if dims else 1
     centered = x - mean(x, dims, keepdim=True)
     total = sum(centered * centered, dims, keepdim=keepdim)
