@@ -307,3 +307,13 @@ def test_setitem_on_leaf_requiring_grad(device: str) -> None:
     with tg.no_grad():
         x[0] = 1.0
     assert x.tolist() == [1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin", "var", "std"])
+def test_an_empty_dim_list_reduces_over_every_dim(device: str, name: str) -> None:
+    values = np.arange(6.0).reshape(2, 3)
+    x = tg.tensor(values, device=device)
+    for dim in ((), []):
+        full = getattr(x, name)(dim=dim)
+        assert full.shape == ()  # as PyTorch, not the input unchanged
+        assert full.item() == pytest.approx(getattr(x, name)().item())

@@ -128,6 +128,8 @@ class Prod(Op):
 def _dims(x: Tensor, dim: Any, what: str) -> tuple[int, ...]:
     if not isinstance(x, Tensor):
         raise TypeError(f"{what} expects a Tensor, got {type(x).__name__}")
+    if isinstance(dim, (tuple, list)) and not dim:  # an empty dim list means all, as PyTorch
+        dim = None
     return normalize_dims(dim, x.ndim, what)
 
 
