@@ -157,3 +157,20 @@ def test_dtype_objects() -> None:
     assert tg.float32.is_floating_point and not tg.int64.is_floating_point
     assert tg.float16.itemsize == 2 and tg.bool is tg.bool_
     assert tg.tensor([1.0], dtype=tg.float64).dtype is tg.float64
+
+
+def test_float16_times_a_python_scalar_rounds_once(device: str) -> None:
+    """Multiply and divide meet a scalar in float32 and round once, as PyTorch: 69999 is not
+    first rounded to float16's inf, nor 1e-8 to 0. Add and subtract round the scalar first,
+    as PyTorch's do."""
+    x = tg.tensor([7.0, 0.3], dtype=tg.float16, device=device, requires_grad=True)
+    ratio = x / 69999
+    assert ratio.dtype == tg.float16
+    np.testing.assert_array_equal(ratio.numpy(), (np.float32([7.0, np.float16(0.3)]) / np.float32(
+        69999)).astype(np.float16))
+    np.testing.assert_array_equal((x * 1e-8).numpy(), np.float16([5.96e-08, 0.0]))
+    np.testing.assert_array_equal((1e-8 * x).numpy(), np.float16([5.96e-08, 0.0]))
+    np.testing.assert_array_equal((x + 0.1).numpy(), x.numpy() + np.float16(0.1))
+    (x / 4.0).sum().backward()
+    assert x.grad.dtype == tg.float16
+    np.testing.assert_array_equal(x.grad.numpy(), [0.25, 0.25])

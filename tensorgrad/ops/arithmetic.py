@@ -20,6 +20,7 @@ from ..autograd._op import Op
 from ._broadcast import sum_to
 
 _SCALARS = (int, float, bool, np.generic)
+_HALF = np.dtype(np.float16)
 
 
 def _operands(a: Any, b: Any) -> tuple[Any, Any]:
@@ -39,6 +40,21 @@ def _operands(a: Any, b: Any) -> tuple[Any, Any]:
     a, b = _as_operand(a, b), _as_operand(b, a)
     target = result_type(a, b)
     return _cast(a, target), _cast(b, target)
+
+
+def _binary(op: type[Op], a: Any, b: Any) -> Tensor:
+    """op (Mul or Div) on a and b promoted to their common dtype. A float16 tensor meets a
+    Python scalar in float32, rounded once at the end, as in PyTorch: the scalar is never
+    rounded to float16 first (x / 70000 would divide by inf). PyTorch's add and sub do round
+    the scalar first; so do ours, by not coming here."""
+    a, b = _operands(a, b)
+    if isinstance(a, Tensor):
+        if isinstance(b, Tensor) or a._data.dtype is not _HALF:
+            return op.apply(a, b)
+        return op.apply(a.to(dtype="float32"), b).to(dtype="float16")
+    if b._data.dtype is not _HALF:
+        return op.apply(a, b)
+    return op.apply(a, b.to(dtype="float32")).to(dtype="float16")
 
 
 def _as_operand(x: Any, other: Any) -> Any:
@@ -323,14 +339,12 @@ def sub(a: Any, b: Any) -> Tensor:
 
 def mul(a: Any, b: Any) -> Tensor:
     """a * b with broadcasting, as torch.mul."""
-    a, b = _operands(a, b)
-    return Mul.apply(a, b)
+    return _binary(Mul, a, b)
 
 
 def div(a: Any, b: Any) -> Tensor:
     """a / b (true division; integers give float32), as torch.div."""
-    a, b = _float_operands(a, b)
-    return Div.apply(a, b)
+    return _binary(Div, *_float_operands(a, b))
 
 
 def pow(a: Any, b: Any) -> Tensor:
