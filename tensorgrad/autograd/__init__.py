@@ -5,6 +5,7 @@ The graph machinery here knows nothing about particular ops.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,6 +60,12 @@ def backward(tensors: Tensor | Sequence[Tensor], grad_tensors: Any = None,
             grad_tensors, (list, tuple)):
         grad_tensors = [grad_tensors]
     grads = _root_grads(outputs, grad_tensors)
+    if create_graph:  # as PyTorch warns
+        warnings.warn(
+            "backward(create_graph=True) makes a reference cycle between each leaf and its "
+            ".grad, whose graph holds the leaf: both stay alive until the cycle collector "
+            "runs. tg.grad(..., create_graph=True) returns the gradients without one; or set "
+            "the leaves' .grad to None when done with them.", UserWarning, stacklevel=2)
     run_backward(outputs, grads, create_graph if retain_graph is None else retain_graph,
                  create_graph)
 
