@@ -409,6 +409,10 @@ def test_recorded_inplace_op_keeps_its_own_input_for_backward(device: str) -> No
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [2.0, 3.0, 4.0])
     np.testing.assert_array_equal(w.grad.numpy(), [1.0, 2.0, 3.0])
+    z = x * 2.0
+    z /= 4.0  # Div saves its first input even when only its scalar divisor is used
+    z.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.5, 3.5, 4.5])
 
 
 @pytest.mark.parametrize("change", [
