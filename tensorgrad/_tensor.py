@@ -38,6 +38,8 @@ class Tensor:
         self.grad: Tensor | None = None
         self._grad_fn = None
         self._out_idx = 0
+        # [count of in-place changes], shared by views of one memory; a recorded view appends
+        # True (see Op.apply), which _records_inplace reads.
         self._version = [0]
         self._hooks: list[Callable[..., Any]] | None = None
         if requires_grad:
