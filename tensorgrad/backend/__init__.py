@@ -7,6 +7,7 @@ and only when a CUDA device is first asked for.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from .._device import Device, DeviceUnavailableError
@@ -35,6 +36,14 @@ class Backend:
 
     def synchronize(self) -> None:
         pass
+
+    def check(self, ok: Callable[[], Any], error: Callable[[], Exception]) -> None:
+        """Raise error() unless every element of the bool array ok() is True: a check of
+        values (indices in range, probabilities in [0, 1]) that the CPU makes at little cost.
+        CUDA skips it, as reading the answer would wait for the GPU on every call (and no
+        host read may happen in a captured graph); the op's result then says NaN or wraps.
+        """
+        raise NotImplementedError
 
     def matmul(self, a: Any, b: Any) -> Any:
         return self.xp.matmul(a, b)

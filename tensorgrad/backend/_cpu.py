@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,10 @@ class CpuBackend(Backend):
         self.switch = None
         self.capturing = False
         self._rng = np.random.default_rng()
+
+    def check(self, ok: Callable[[], Any], error: Callable[[], Exception]) -> None:
+        if not ok().all():
+            raise error()
 
     def asarray(self, data: Any, dtype: Any = None) -> np.ndarray:
         if hasattr(data, "__cuda_array_interface__"):

@@ -278,6 +278,9 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
     _check_tensor(input, "embedding")
     if input.dtype.is_floating_point or input.dtype.name == "bool":
         raise TypeError(f"embedding: indices must be an integer tensor, got {input.dtype.name}")
+    rows, i = weight.shape[0], input._data
+    input._backend.check(lambda: (i >= 0) & (i < rows), lambda: IndexError(
+        f"embedding: index {i[(i < 0) | (i >= rows)].flat[0]} is out of range for {rows} rows"))
     out = weight[input]
     if padding_idx is not None:
         keep = (input != padding_idx).unsqueeze(-1)
@@ -328,6 +331,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
         return nll_loss(log_softmax(input, 1 if input.ndim > 1 else 0), target, weight,
                         ignore_index, reduction)
     x, t = _class_layout(input, target, "cross_entropy")
+    _check_classes(t, x.shape[1], ignore_index, "cross_entropy")
     loss = SoftmaxCrossEntropy.apply(x, t.long(), ignore_index=ignore_index,
                                      reduction=reduction)
     return loss.reshape(target.shape) if reduction == "none" else loss
@@ -337,10 +341,11 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
              ignore_index: int = -100, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of log-probabilities at class indices, as
     torch.nn.functional.nll_loss; the weighted mean divides by the weights of the kept rows.
-    A target outside [0, C) gives NaN (checked on the device, without a host round trip)."""
+    A target outside [0, C) raises on the CPU and gives NaN on CUDA (see Backend.check)."""
     _check_reduction(reduction, "nll_loss")
     x, t = _class_layout(input, target, "nll_loss")
     n, c = x.shape
+    _check_classes(t, c, ignore_index, "nll_loss")
     valid = t != ignore_index
     in_range = (t >= 0) & (t < c)
     tc = where(in_range, t, 0)
@@ -356,6 +361,17 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     if reduction == "sum":
         return loss.sum()
     return loss.sum() / w.sum()
+
+
+def _check_classes(target: Tensor, classes: int, ignore_index: int, what: str) -> None:
+    t = target._data
+
+    def error() -> Exception:
+        bad = t[((t < 0) | (t >= classes)) & (t != ignore_index)]
+        return IndexError(f"{what}: target {bad.flat[0]} is out of bounds for {classes} "
+                          f"classes (and is not ignore_index={ignore_index})")
+
+    target._backend.check(lambda: ((t >= 0) & (t < classes)) | (t == ignore_index), error)
 
 
 def _check_same_shape(input: Tensor, target: Any, what: str) -> None:
@@ -380,6 +396,10 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     PyTorch, so x = 0 or 1 gives a finite loss; as torch.nn.functional.binary_cross_entropy."""
     _check_reduction(reduction, "binary_cross_entropy")
     _check_same_shape(input, target, "binary_cross_entropy")
+    for name, t in (("input", input), ("target", target)):
+        t._backend.check(lambda a=t._data: (a >= 0) & (a <= 1), lambda name=name: ValueError(
+            f"binary_cross_entropy: every element of {name} must be between 0 and 1 (a "
+            "probability); for logits use binary_cross_entropy_with_logits"))
     log_x = _clamped_log(input)
     log_1mx = _clamped_log(1.0 - input)
     loss = -(target * log_x + (1.0 - target) * log_1mx)

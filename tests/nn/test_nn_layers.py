@@ -306,3 +306,12 @@ def test_bad_input_raises_naming_expected_and_got(make: Any, x_shape: tuple[int,
 def test_embedding_rejects_float_indices(device: str) -> None:
     with pytest.raises(TypeError, match="integer tensor, got float32"):
         nn.Embedding(4, 2).to(device)(tg.randn(3, device=device))
+
+
+def test_embedding_refuses_indices_out_of_range_on_the_cpu() -> None:
+    # As PyTorch: -1 does not wrap to the last row. (CUDA skips the check: see Backend.check.)
+    table = nn.Embedding(5, 2)
+    for index, bad in (([0, -1], -1), ([[0, 7]], 7)):
+        with pytest.raises(IndexError, match=rf"embedding: index {bad} is out of range for 5"):
+            table(tg.tensor(index))
+    assert table(tg.tensor([0, 4])).shape == (2, 2)

@@ -159,13 +159,33 @@ def test_cross_entropy_is_finite_for_extreme_logits(logits: list[float], dtype: 
         np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), atol=1e-7)
 
 
-def test_cross_entropy_out_of_range_target_gives_nan(device: str) -> None:
-    """Targets are checked on the device (no host round trip): a bad class is NaN, not a
-    silently wrapped index."""
+def test_out_of_range_targets_raise_on_the_cpu_and_give_nan_on_cuda(device: str) -> None:
+    """The CPU checks targets, as PyTorch; CUDA does not read them back to the host (no sync
+    per step), so there a bad class is NaN, never a silently wrapped index."""
     x = tg.zeros(2, 3, device=device)
-    loss = F.cross_entropy(x, tg.tensor([1, 3], device=device), reduction="none")
-    assert np.isnan(loss.numpy()[1]) and loss.numpy()[0] == pytest.approx(np.log(3))
-    assert np.isnan(F.nll_loss(x, tg.tensor([-2, 0], device=device)).item())
+    bad, negative = tg.tensor([1, 3], device=device), tg.tensor([-2, 0], device=device)
+    if device == "cpu":
+        with pytest.raises(IndexError, match=r"cross_entropy: target 3 is out of bounds for 3"):
+            F.cross_entropy(x, bad)
+        with pytest.raises(IndexError, match=r"nll_loss: target -2 is out of bounds"):
+            F.nll_loss(x, negative)
+        with pytest.raises(IndexError, match="target 3"):
+            F.cross_entropy(x, bad, weight=tg.ones(3))
+    else:
+        loss = F.cross_entropy(x, bad, reduction="none")
+        assert np.isnan(loss.numpy()[1]) and loss.numpy()[0] == pytest.approx(np.log(3))
+        assert np.isnan(F.nll_loss(x, negative).item())
+    ignored = F.cross_entropy(x, tg.tensor([1, -100], device=device), reduction="none")
+    np.testing.assert_allclose(ignored.numpy(), [np.log(3), 0.0], rtol=1e-6)
+
+
+def test_bce_refuses_values_outside_0_1_on_the_cpu() -> None:
+    p, t = tg.tensor([0.5, 0.5]), tg.tensor([1.0, 0.0])
+    with pytest.raises(ValueError, match="input must be between 0 and 1.*with_logits"):
+        F.binary_cross_entropy(tg.tensor([1.5, 0.5]), t)
+    with pytest.raises(ValueError, match="target must be between 0 and 1"):
+        F.binary_cross_entropy(p, tg.tensor([2.0, 0.0]))
+    assert F.binary_cross_entropy(tg.tensor([1.0, 0.0]), t).item() == 0.0
 
 
 def test_all_targets_ignored_gives_nan_mean_like_torch(device: str) -> None:
