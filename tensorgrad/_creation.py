@@ -127,6 +127,8 @@ def randint(low: int, high: int | None = None, size: Sequence[int] = (), dtype: 
     """Integers in [low, high), as torch.randint (randint(high, size) also works)."""
     if high is None:
         low, high = 0, low
+    elif isinstance(high, (tuple, list)) and size == ():  # randint(high, size)
+        low, high, size = 0, low, high
     if high <= low:
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
     return _make(lambda b, s, d: b.random().integers(low, high, size=s).astype(d),

@@ -106,6 +106,9 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
 
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"tg.save: cannot write {path}: the folder {folder} does not "
+                                "exist")
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
     # os.open with mode 0o666 gives the file the usual permissions (umask applied), which
     # tempfile.mkstemp's 0o600 would not.

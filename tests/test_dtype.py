@@ -174,3 +174,13 @@ def test_float16_times_a_python_scalar_rounds_once(device: str) -> None:
     (x / 4.0).sum().backward()
     assert x.grad.dtype == tg.float16
     np.testing.assert_array_equal(x.grad.numpy(), [0.25, 0.25])
+
+
+def test_clamp_of_integers_with_float_bounds_and_tensor_bounds(device: str) -> None:
+    i = tg.tensor([0, 1, 2], device=device)
+    c = i.clamp(0.5, 1.5)
+    assert c.dtype == tg.float32 and c.tolist() == [0.5, 1.0, 1.5]  # as PyTorch, not float64
+    assert i.clamp(0, 1).dtype == tg.int64
+    x = tg.tensor([0.0, 5.0, 9.0], device=device)
+    lo, hi = tg.tensor([1.0, 1.0, 1.0], device=device), tg.tensor([2.0, 6.0, 8.0], device=device)
+    assert x.clamp(lo, hi).tolist() == [1.0, 5.0, 8.0]  # elementwise bounds

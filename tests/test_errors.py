@@ -156,6 +156,10 @@ def test_index_errors_name_the_shape(device: str) -> None:
 
 
 def test_shape_op_errors(device: str) -> None:
+    with pytest.raises(ValueError, match="0-d tensor cannot be joined.*stack"):
+        tg.cat([tg.tensor(1.0, device=device), tg.tensor(2.0, device=device)])
+    with pytest.raises(TypeError, match="sequence of Tensors, got a list"):
+        tg.cat([tg.ones(2, device=device), [1.0, 2.0]])
     with pytest.raises(ValueError, match=r"cat along dim 1.*\(2, 3\).*\(3, 3\)"):
         tg.cat([tg.ones(2, 3, device=device), tg.ones(3, 3, device=device)], dim=1)
     with pytest.raises(ValueError, match=r"one shape.*\(2,\).*\(3,\)"):

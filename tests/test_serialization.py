@@ -267,6 +267,9 @@ def test_evil_pickle_inside_an_npz_is_refused_without_running_it(tmp_path):
 def test_missing_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         tg.load(tmp_path / "nope.tg")
+    with pytest.raises(FileNotFoundError, match=r"folder .*missing does not exist"):
+        tg.save({"w": tg.ones(2)}, tmp_path / "missing" / "x.tg")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cuda_checkpoint_on_a_machine_without_cuda(tmp_path, monkeypatch):

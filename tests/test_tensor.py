@@ -54,6 +54,7 @@ def test_from_numpy_shares_memory() -> None:
     (lambda d: tg.rand(3, 2, device=d), (3, 2), tg.float32),
     (lambda d: tg.randn(3, dtype=tg.float64, device=d), (3,), tg.float64),
     (lambda d: tg.randint(0, 5, (4,), device=d), (4,), tg.int64),
+    (lambda d: tg.randint(5, (2, 3), device=d), (2, 3), tg.int64),  # torch's (high, size)
     (lambda d: tg.zeros_like(tg.ones(2, dtype=tg.int32, device=d)), (2,), tg.int32),
     (lambda d: tg.ones_like(tg.ones(2, 2, device=d), dtype=tg.float64), (2, 2), tg.float64),
     (lambda d: tg.full_like(tg.ones(3, device=d), 7.0), (3,), tg.float32),

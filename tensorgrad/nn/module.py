@@ -254,6 +254,11 @@ class Module:
                     ).lower() in ("cpu", "cuda", "auto"):
                 device = arg
             else:
+                try:
+                    as_dtype(arg)
+                except (TypeError, ValueError):
+                    raise ValueError(f"Module.to: {arg!r} is neither a device (cpu, cuda, "
+                                     "cuda:N, auto) nor a dtype") from None
                 dtype = arg
         device = None if device is None else as_device(device)
         dtype = None if dtype is None else as_dtype(dtype)

@@ -379,6 +379,11 @@ def clamp(x: Tensor, min: float | None = None, max: float | None = None) -> Tens
     """Limit x to [min, max], as torch.clamp; either bound may be None."""
     if min is None and max is None:
         raise ValueError("clamp needs at least one of min and max")
+    if any(isinstance(b, Tensor) and b.numel() != 1 for b in (min, max)):  # elementwise bounds
+        out = x if min is None else maximum(x, min)
+        return out if max is None else minimum(out, max)
+    if x._data.dtype.kind != "f" and any(isinstance(b, builtins.float) for b in (min, max)):
+        x = x.to(dtype=result_type(x, 1.0))  # an integer tensor with float bounds: float32
     lo = None if min is None else builtins.float(min) if x._data.dtype.kind == "f" else min
     hi = None if max is None else builtins.float(max) if x._data.dtype.kind == "f" else max
     return Clamp.apply(x, lo, hi)

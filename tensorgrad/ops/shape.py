@@ -191,6 +191,12 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat needs at least one tensor")
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"cat expects a sequence of Tensors, got a {type(t).__name__}")
+        if t.ndim == 0:
+            raise ValueError("cat: a 0-d tensor cannot be joined along a dim; use stack, or "
+                             "reshape it to 1-d first")
     ndim = tensors[0].ndim
     d = normalize_dim(dim, max(ndim, 1), "cat")
     for t in tensors:

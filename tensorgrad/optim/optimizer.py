@@ -96,8 +96,10 @@ class Optimizer:
         for name, default in self.defaults.items():
             group.setdefault(name, default)
         self._validate(group)
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("a parameter group lists the same parameter more than once")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
-        if len({id(p) for p in params}) != len(params) or any(id(p) in seen for p in params):
+        if any(id(p) in seen for p in params):
             raise ValueError("some parameters appear in more than one parameter group")
         self.param_groups.append(group)
 

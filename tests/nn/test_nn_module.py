@@ -368,3 +368,8 @@ def test_deepcopy_gives_an_independent_module_with_parameters() -> None:
     np.testing.assert_array_equal(twin[1].running_mean.numpy(), net[1].running_mean.numpy())
     with pytest.raises(RuntimeError, match="only leaf tensors support deepcopy"):
         copy.deepcopy(net[0].weight * 2.0)
+
+
+def test_to_names_an_argument_that_is_neither_device_nor_dtype() -> None:
+    with pytest.raises(ValueError, match="'tpu' is neither a device .* nor a dtype"):
+        nn.Linear(2, 2).to("tpu")

@@ -143,6 +143,8 @@ def test_add_param_group_and_duplicates() -> None:
     assert opt.param_groups[1]["lr"] == 0.5 and opt.param_groups[1]["betas"] == (0.9, 0.999)
     with pytest.raises(ValueError, match="more than one parameter group"):
         opt.add_param_group({"params": [a.weight]})
+    with pytest.raises(ValueError, match="lists the same parameter more than once"):
+        optim.SGD([a.bias, a.bias], lr=0.1)
 
 
 def test_parameters_without_grad_are_skipped_and_nothing_is_recorded(device: str) -> None:
