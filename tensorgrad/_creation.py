@@ -17,6 +17,9 @@ from .backend import get_backend
 def _shape(size: tuple[Any, ...]) -> tuple[int, ...]:
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
+    for n in size:
+        if isinstance(n, (bool, float)) or not hasattr(n, "__index__"):
+            raise TypeError(f"sizes must be integers, got {n!r} in {tuple(size)}")
     shape = tuple(int(n) for n in size)
     if any(n < 0 for n in shape):
         raise ValueError(f"negative dimension in shape {shape}")
@@ -80,6 +83,9 @@ def arange(start: float, end: float | None = None, step: float = 1, dtype: Any =
         start, end = 0, start
     if step == 0:
         raise ValueError("arange: step must not be zero")
+    if (end - start) * step < 0:
+        raise ValueError(f"arange: from {start} to {end} the step must be "
+                         f"{'positive' if end > start else 'negative'}, got {step}")
     is_int = all(isinstance(v, int) for v in (start, end, step))
     default = int64 if is_int else float32
     n = max(int(np.ceil((end - start) / step)), 0)

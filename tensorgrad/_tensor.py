@@ -407,6 +407,9 @@ class Tensor:
         return self._overwrite("copy_()", fill)
 
     def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
+        self._check_random_fill("uniform_()")
+        if not a <= b:
+            raise ValueError(f"uniform_(): expected a <= b, got a={a}, b={b}")
         rng = self._backend.random()
 
         def fill(arr: Any) -> None:
@@ -416,6 +419,9 @@ class Tensor:
         return self._overwrite("uniform_()", fill)
 
     def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+        self._check_random_fill("normal_()")
+        if not std >= 0:
+            raise ValueError(f"normal_(): expected std >= 0, got {std}")
         rng = self._backend.random()
 
         def fill(arr: Any) -> None:
@@ -423,6 +429,10 @@ class Tensor:
                                            np.float64 else np.float32) * std + mean
 
         return self._overwrite("normal_()", fill)
+
+    def _check_random_fill(self, what: str) -> None:
+        if self._data.dtype.kind != "f":
+            raise TypeError(f"{what} fills floating-point tensors, got {self.dtype.name}")
 
     # ---- operators --------------------------------------------------------------------------
     def __add__(self, other: Any) -> Tensor:

@@ -182,3 +182,19 @@ def test_other_value_errors(device: str) -> None:
         tg.ones(2, dtype=tg.int64, device=device).mean()
     with pytest.raises(ValueError, match="clamp"):
         x.clamp()
+
+
+def test_creation_and_init_argument_errors(device: str) -> None:
+    with pytest.raises(ValueError, match="from 5 to 0 the step must be negative"):
+        tg.arange(5, 0, device=device)
+    with pytest.raises(ValueError, match="step must be positive, got -1"):
+        tg.arange(0, 5, -1, device=device)
+    assert tg.arange(5, 0, -2, device=device).tolist() == [5, 3, 1]
+    with pytest.raises(TypeError, match=r"sizes must be integers, got 2.5"):
+        tg.zeros(2.5, device=device)
+    with pytest.raises(ValueError, match="expected a <= b, got a=2, b=1"):
+        tg.nn.init.uniform_(tg.empty(2, device=device), 2, 1)
+    with pytest.raises(ValueError, match="expected std >= 0"):
+        tg.nn.init.normal_(tg.empty(2, device=device), 0.0, -1.0)
+    with pytest.raises(TypeError, match="fills floating-point tensors, got int64"):
+        tg.nn.init.normal_(tg.zeros(2, dtype=tg.int64, device=device))
