@@ -186,6 +186,10 @@ def manual_seed(seed: int) -> None:
     """Seed the random generators of every device, as torch.manual_seed."""
     from .cuda import device_count
 
+    if isinstance(seed, (bool, float)) or not hasattr(seed, "__index__"):
+        raise TypeError(f"manual_seed: the seed must be an integer, got {seed!r}")
+    seed = int(seed) % 2**64  # a negative seed counts as its two's complement, as PyTorch
+
     get_backend(Device("cpu")).manual_seed(seed)
     for i in range(device_count()):
         get_backend(Device(f"cuda:{i}")).manual_seed(seed)

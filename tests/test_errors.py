@@ -198,3 +198,26 @@ def test_creation_and_init_argument_errors(device: str) -> None:
         tg.nn.init.normal_(tg.empty(2, device=device), 0.0, -1.0)
     with pytest.raises(TypeError, match="fills floating-point tensors, got int64"):
         tg.nn.init.normal_(tg.zeros(2, dtype=tg.int64, device=device))
+
+
+def test_functional_argument_errors_name_the_argument(device: str) -> None:
+    F = tg.nn.functional
+    with pytest.raises(TypeError, match="cross_entropy: input must be floating point"):
+        F.cross_entropy(tg.ones(2, 3, dtype=tg.int64, device=device),
+                        tg.tensor([0, 1], device=device))
+    with pytest.raises(ValueError, match=r"conv2d: bias must have shape \(4,\).*got \(3,\)"):
+        F.conv2d(tg.ones(1, 3, 5, 5, device=device), tg.ones(4, 3, 3, 3, device=device),
+                 bias=tg.ones(3, device=device))
+    with pytest.raises(ValueError, match=r"layer_norm: weight must have .* \(3,\), got \(4,\)"):
+        F.layer_norm(tg.ones(2, 3, device=device), (3,), weight=tg.ones(4, device=device))
+    with pytest.raises(TypeError, match="dropout: input must be floating point, got int64"):
+        F.dropout(tg.ones(4, dtype=tg.int64, device=device))
+
+
+def test_manual_seed_takes_integers_only() -> None:
+    tg.manual_seed(-1)  # as PyTorch: a negative seed is its two's complement
+    first = tg.rand(3).tolist()
+    tg.manual_seed(2**64 - 1)
+    assert tg.rand(3).tolist() == first
+    with pytest.raises(TypeError, match="seed must be an integer, got 1.5"):
+        tg.manual_seed(1.5)

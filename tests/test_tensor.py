@@ -318,3 +318,11 @@ def test_an_empty_dim_list_reduces_over_every_dim(device: str, name: str) -> Non
         full = getattr(x, name)(dim=dim)
         assert full.shape == ()  # as PyTorch, not the input unchanged
         assert full.item() == pytest.approx(getattr(x, name)().item())
+
+
+def test_an_empty_index_list_selects_nothing(device: str) -> None:
+    x = tg.ones(3, 4, device=device, requires_grad=True)
+    picked = x[[]]
+    assert picked.shape == (0, 4)  # as PyTorch; NumPy would read [] as a float index
+    picked.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros((3, 4)))

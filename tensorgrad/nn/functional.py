@@ -131,6 +131,9 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
     cols = Unfold.apply(x, kernel=kernel, stride=stride, padding=padding, dilation=dilation)
     out = cols.reshape(n * ho * wo, in_channels * kh * kw) @ weight.reshape(out_channels, -1).T
     if bias is not None:
+        if bias.shape != (out_channels,):
+            raise ValueError(f"conv2d: bias must have shape ({out_channels},), one per output "
+                             f"channel, got {bias.shape}")
         out = out + bias
     out = out.reshape(n, ho, wo, out_channels).permute(0, 3, 1, 2)
     return out.squeeze(0) if unbatched else out
@@ -191,6 +194,8 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     _check_tensor(input, "dropout")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not input.dtype.is_floating_point:
+        raise TypeError(f"dropout: input must be floating point, got {input.dtype.name}")
     if not training or p == 0.0:
         return input
     if p == 1.0:
@@ -265,6 +270,10 @@ def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | 
     centered = x - x.mean(dims, keepdim=True)
     var = (centered * centered).mean(dims, keepdim=True)
     out = (centered / (var + eps).sqrt()).to(dtype=input.dtype)
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != normalized_shape:
+            raise ValueError(f"layer_norm: {name} must have the normalized shape "
+                             f"{normalized_shape}, got {t.shape}")
     if weight is not None:
         out = out * weight
     if bias is not None:
@@ -307,6 +316,9 @@ def _class_layout(input: Tensor, target: Tensor, what: str) -> tuple[Tensor, Ten
     if target.dtype.is_floating_point or target.dtype.name == "bool":
         raise TypeError(f"{what}: target must hold class indices (int64), got "
                         f"{target.dtype.name}")
+    if not input.dtype.is_floating_point:
+        raise TypeError(f"{what}: input must be floating point (scores per class), got "
+                        f"{input.dtype.name}")
     if input.ndim == 0:
         raise ValueError(f"{what}: input must have a class dim, got a 0-d tensor")
     expected = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()

@@ -28,7 +28,9 @@ def _raw_index(x: Tensor, index: Any) -> tuple[Any, bool]:
                                           f"{part.device}")
             part = part._data
         elif isinstance(part, (list, np.ndarray)):
-            part = x._backend.asarray(part)
+            # An empty list selects nothing (NumPy would read it as float64, as PyTorch not).
+            part = x._backend.asarray(part, np.int64 if isinstance(part, list) and not part
+                                      else None)
         if isinstance(part, (int, np.integer)) and not isinstance(part, bool):
             raw.append(int(part))
         elif part is None or part is Ellipsis or isinstance(part, slice):
