@@ -221,3 +221,12 @@ def test_manual_seed_takes_integers_only() -> None:
     assert tg.rand(3).tolist() == first
     with pytest.raises(TypeError, match="seed must be an integer, got 1.5"):
         tg.manual_seed(1.5)
+
+
+def test_integer_division_by_zero_raises_on_the_cpu() -> None:
+    i = tg.tensor([7, -7])
+    for divide in (lambda: i // 0, lambda: i % tg.tensor([2, 0]), lambda: 7 // tg.tensor([0, 1])):
+        with pytest.raises(ZeroDivisionError, match="integer division by zero"):
+            divide()
+    assert (i // 2).tolist() == [3, -4] and (i % 3).tolist() == [1, 2]
+    assert (tg.tensor([3.0]) // 0).tolist() == [float("inf")]  # floats follow IEEE

@@ -456,12 +456,29 @@ def ge(a: Any, b: Any) -> Tensor:
 
 def floor_divide(a: Any, b: Any) -> Tensor:
     """a // b elementwise (no gradient), as torch.floor_divide."""
+    a, b = _operands(a, b)
+    _check_integer_divisor(a, b, "floor_divide")
     return _no_grad_binary(a, b, "floor_divide")
+
+
+def _check_integer_divisor(a: Any, b: Any, what: str) -> None:
+    """Integer division by zero raises, as in PyTorch (NumPy would give 0)."""
+    t = a if isinstance(a, Tensor) else b
+    if t._data.dtype.kind not in "iu":
+        return
+    if not isinstance(b, Tensor):
+        if b == 0:
+            raise ZeroDivisionError(f"{what}: integer division by zero")
+        return
+    d = b._data
+    b._backend.check(lambda: d != 0, lambda: ZeroDivisionError(
+        f"{what}: integer division by zero"))
 
 
 def remainder(a: Any, b: Any) -> Tensor:
     """a % b elementwise with the sign of b, as torch.remainder."""
     a, b = _operands(a, b)
+    _check_integer_divisor(a, b, "remainder")
     return Remainder.apply(a, b)
 
 
