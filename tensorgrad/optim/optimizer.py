@@ -170,6 +170,13 @@ class Optimizer:
         by_index = {}
         for ours, saved in zip(self.param_groups, saved_groups):
             by_index.update(zip(saved["params"], ours["params"]))
+        for key, saved_state in state_dict["state"].items():
+            p = by_index.get(int(key))
+            for name, value in saved_state.items():
+                if p is not None and isinstance(value, Tensor) and value.ndim and \
+                        value.shape != p.shape:
+                    raise ValueError(f"loaded state dict holds {name!r} of shape {value.shape} "
+                                     f"for parameter {key}, whose shape is {p.shape}")
         self.state = {}
         for key, saved_state in state_dict["state"].items():
             p = by_index.get(int(key))

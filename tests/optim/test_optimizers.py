@@ -229,3 +229,15 @@ def test_load_state_dict_with_mismatched_groups_raises() -> None:
     b = optim.SGD(nn.Linear(2, 2, bias=False).parameters(), lr=0.1)
     with pytest.raises(ValueError, match="doesn't match the size of optimizer's group"):
         b.load_state_dict(a.state_dict())
+
+
+def test_load_state_dict_of_other_shapes_raises_and_changes_nothing() -> None:
+    small, wide = nn.Linear(3, 2), nn.Linear(4, 2)
+    trained = optim.Adam(small.parameters())
+    small(tg.ones(1, 3)).sum().backward()
+    trained.step()
+    fresh = optim.Adam(wide.parameters())
+    with pytest.raises(ValueError, match=r"'exp_avg' of shape \(2, 3\) for parameter 0, whose "
+                                         r"shape is \(2, 4\)"):
+        fresh.load_state_dict(trained.state_dict())
+    assert fresh.state == {}
