@@ -326,3 +326,14 @@ def test_an_empty_index_list_selects_nothing(device: str) -> None:
     assert picked.shape == (0, 4)  # as PyTorch; NumPy would read [] as a float index
     picked.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), np.zeros((3, 4)))
+
+
+def test_softmax_family_over_an_empty_dim(device: str) -> None:
+    # As PyTorch: empty results, and logsumexp of nothing is -inf (no NumPy "no identity").
+    assert tg.softmax(tg.zeros(0, 3, device=device), dim=0).shape == (0, 3)
+    assert tg.log_softmax(tg.zeros(0, device=device), dim=0).shape == (0,)
+    x = tg.zeros(2, 0, device=device, requires_grad=True)
+    out = tg.logsumexp(x, dim=1)
+    assert out.tolist() == [float("-inf"), float("-inf")]
+    out.sum().backward()
+    assert x.grad.shape == (2, 0)

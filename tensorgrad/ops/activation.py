@@ -297,13 +297,18 @@ def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     return Softplus.apply(_float(x, "softplus"), params=(float(beta), float(threshold)))
 
 
+def _row_max(x: Any, dim: int) -> Any:
+    # The shift that keeps exp finite; an empty tensor has no maximum (and needs no shift).
+    return x.max(axis=dim, keepdims=True) if x.size else 0.0
+
+
 class Softmax(Op):
     """y = exp(x - max) / sum; gx = y (gy - sum(gy y)). Reads y."""
 
     @staticmethod
     def forward(ctx: Op, x: Any, dim: int) -> Any:
         xp = ctx.xp
-        e = xp.exp(x - x.max(axis=dim, keepdims=True))
+        e = xp.exp(x - _row_max(x, dim))
         e /= e.sum(axis=dim, keepdims=True)
         ctx.save_for_backward(e)
         ctx.dim = dim
@@ -321,8 +326,9 @@ class LogSoftmax(Op):
     @staticmethod
     def forward(ctx: Op, x: Any, dim: int) -> Any:
         xp = ctx.xp
-        shifted = x - x.max(axis=dim, keepdims=True)
-        y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+        shifted = x - _row_max(x, dim)
+        # An empty tensor is its own result (its empty rows would sum to 0 and log 0 warns).
+        y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True)) if x.size else shifted
         ctx.save_for_backward(y)
         ctx.dim = dim
         return y

@@ -236,7 +236,10 @@ def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
 def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
     """log(sum(exp(x))) over dim, stable for large |x|, as torch.logsumexp."""
     dims = _dims(x, dim, "logsumexp")
-    m = x._data.max(axis=dims, keepdims=True)
+    xp = x._backend.xp
+    # The shift that keeps exp finite; an empty tensor has no maximum (and needs no shift).
+    m = x._data.max(axis=dims, keepdims=True) if x.numel() else xp.zeros(
+        [1 if i in dims else n for i, n in enumerate(x.shape)], x._data.dtype)
     m = x._backend.xp.where(x._backend.xp.isfinite(m), m, 0)  # all -inf: keep -inf, not nan
     shift = Tensor._make(m, x._backend)
     out = sum((x - shift).exp(), dims, keepdim=True).log() + shift
