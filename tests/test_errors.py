@@ -230,3 +230,13 @@ def test_integer_division_by_zero_raises_on_the_cpu() -> None:
             divide()
     assert (i // 2).tolist() == [3, -4] and (i % 3).tolist() == [1, 2]
     assert (tg.tensor([3.0]) // 0).tolist() == [float("inf")]  # floats follow IEEE
+
+
+def test_max_and_argmax_over_an_empty_dim_name_it(device: str) -> None:
+    empty = tg.zeros(0, 3, device=device)
+    for reduce in (lambda: empty.max(dim=0), lambda: empty.amax(), lambda: empty.argmax(),
+                   lambda: empty.min(dim=0), lambda: tg.zeros(2, 0, device=device).argmin(dim=1)):
+        with pytest.raises(IndexError, match=r"dim \d of the tensor of shape .* has size 0"):
+            reduce()
+    assert empty.amax(dim=1).shape == (0,)  # as PyTorch: only the reduced dim must be non-empty
+    assert empty.max(dim=1).values.shape == (0,)

@@ -57,8 +57,7 @@ class Extremum(Op):
 
     @staticmethod
     def forward(ctx: Op, x: Any, dims: tuple[int, ...], keepdim: bool, largest: bool) -> Any:
-        if x.size == 0:
-            raise ValueError("max/min of an empty tensor has no value")
+        # The callers refuse an empty reduced dim (_nonempty); other empty dims reduce fine.
         y = x.max(axis=dims, keepdims=True) if largest else x.min(axis=dims, keepdims=True)
         y = ctx.xp.asarray(y)  # a 0-d x reduces to a NumPy scalar, not an array
         ctx.save_for_backward(x, y)
@@ -150,9 +149,18 @@ def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     return Sum.apply(x, dims=dims, keepdim=keepdim) / float(count)  # 0 elements: nan
 
 
+def _nonempty(x: Tensor, dims: tuple[int, ...], what: str) -> tuple[int, ...]:
+    """dims, after checking that each reduced slice has an element to pick."""
+    for d in dims if x.ndim else ():
+        if x.shape[d] == 0:
+            raise IndexError(f"{what}: dim {d} of the tensor of shape {x.shape} has size 0, so "
+                             "there is no element to pick")
+    return dims
+
+
 def _extremum(x: Tensor, dim: Any, keepdim: bool, largest: bool, what: str) -> Any:
     if isinstance(dim, int) and not isinstance(dim, bool):
-        d = normalize_dim(dim, builtins.max(x.ndim, 1), what)
+        d = _nonempty(x, (normalize_dim(dim, builtins.max(x.ndim, 1), what),), what)[0]
         if x.ndim == 0:
             return (MaxResult if largest else MinResult)(x, Tensor._make(
                 x._backend.xp.zeros((), np.int64), x._backend))
@@ -161,7 +169,8 @@ def _extremum(x: Tensor, dim: Any, keepdim: bool, largest: bool, what: str) -> A
         values = TakeAlongDim.apply(x, Tensor._make(idx, x._backend), dim=d, keepdim=keepdim)
         indices = Tensor._make(idx if keepdim else x._backend.xp.asarray(arg), x._backend)
         return (MaxResult if largest else MinResult)(values, indices)
-    return Extremum.apply(x, dims=_dims(x, dim, what), keepdim=keepdim, largest=largest)
+    return Extremum.apply(x, dims=_nonempty(x, _dims(x, dim, what), what), keepdim=keepdim,
+                          largest=largest)
 
 
 def max(x: Tensor, dim: Any = None, keepdim: bool = False) -> Any:
@@ -177,12 +186,14 @@ def min(x: Tensor, dim: Any = None, keepdim: bool = False) -> Any:
 
 def amax(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     """Maximum over dim (int or tuple), ties sharing the gradient, as torch.amax."""
-    return Extremum.apply(x, dims=_dims(x, dim, "amax"), keepdim=keepdim, largest=True)
+    return Extremum.apply(x, dims=_nonempty(x, _dims(x, dim, "amax"), "amax"), keepdim=keepdim,
+                          largest=True)
 
 
 def amin(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     """Minimum over dim (int or tuple), ties sharing the gradient, as torch.amin."""
-    return Extremum.apply(x, dims=_dims(x, dim, "amin"), keepdim=keepdim, largest=False)
+    return Extremum.apply(x, dims=_nonempty(x, _dims(x, dim, "amin"), "amin"), keepdim=keepdim,
+                          largest=False)
 
 
 def var(x: Tensor, dim: Any = None, correction: int = 1, keepdim: bool = False) -> Tensor:
@@ -209,6 +220,8 @@ def prod(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
 
 def _arg(x: Tensor, dim: int | None, keepdim: bool, largest: bool, what: str) -> Tensor:
     a = x._data
+    _nonempty(x, tuple(range(a.ndim)) if dim is None else (normalize_dim(
+        dim, builtins.max(a.ndim, 1), what),), what)
     if dim is None:
         out = a.argmax() if largest else a.argmin()
         out = x._backend.xp.asarray(out, dtype=np.int64)
