@@ -236,6 +236,14 @@ def _gelu_tanh_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xc, np.tanh(inner, out=inner)
 
 
+@functools.cache
+def _causal_keep(rows: int, cols: int) -> np.ndarray:
+    """The (rows, cols) mask j <= i of a causal softmax, built once per size (read-only)."""
+    keep = np.tri(rows, cols, dtype=bool)
+    keep.flags.writeable = False
+    return keep
+
+
 class CpuKernels:
     """NumPy twins of `CudaKernels`; see the module docstring for the calling convention."""
 
@@ -415,6 +423,60 @@ class CpuKernels:
         rows = np.arange(p.shape[0])
         r[rows, target] = (pc[rows, target] - 1) * s  # the same rounding as the CUDA kernel
         return _finish(r, p.dtype, out)
+
+    # row softmax (kernels/softmax.cuh): over the last axis, rows of any leading shape
+
+    def softmax_fwd(self, x: np.ndarray, causal_rows: int = 0, masked_zero: bool = False,
+                    out: np.ndarray | None = None) -> np.ndarray:
+        """exp(x - max) / sum over the last axis. causal_rows = L > 0 reads the rows as
+        (L, S) matrices and leaves out column j of row i where j > i (PyTorch's is_causal,
+        top-left aligned); masked_zero makes a row with nothing left (all -inf) zeros instead
+        of NaN, as PyTorch's attention does."""
+        xc = _up(x)
+        if x.size == 0:
+            return _finish(xc.copy(), x.dtype, out)
+        if causal_rows:
+            n = x.shape[-1]
+            xc = np.where(_causal_keep(causal_rows, n), xc.reshape(-1, causal_rows, n),
+                          -np.inf).reshape(x.shape)
+        m = xc.max(axis=-1, keepdims=True)
+        if masked_zero:
+            m[m == -np.inf] = 0.0  # exp(-inf - 0) = 0: the row sums to 0, fixed below
+        with np.errstate(invalid="ignore"):  # a row of -inf is NaN, silently, as PyTorch's
+            e = np.subtract(xc, m, out=xc if xc is not x else _dest(out, x.dtype))
+        np.exp(e, out=e)
+        s = e.sum(axis=-1, keepdims=True)
+        if masked_zero:
+            s[s == 0] = np.inf
+        e /= s
+        return _finish(e, x.dtype, out)
+
+    def softmax_bwd(self, y: np.ndarray, gy: np.ndarray,
+                    out: np.ndarray | None = None) -> np.ndarray:
+        """y (gy - sum(gy y)) over the last axis, from the softmax output y."""
+        yc, gc = _up(y), _up(gy)
+        r = np.subtract(gc, (gc * yc).sum(axis=-1, keepdims=True), out=_dest(out, y.dtype))
+        r *= yc
+        return _finish(r, y.dtype, out)
+
+    def log_softmax_fwd(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """x - max - log(sum(exp(x - max))) over the last axis."""
+        xc = _up(x)
+        if x.size == 0:
+            return _finish(xc.copy(), x.dtype, out)
+        with np.errstate(invalid="ignore"):
+            z = np.subtract(xc, xc.max(axis=-1, keepdims=True), out=_dest(out, x.dtype))
+        z -= np.log(np.exp(z).sum(axis=-1, keepdims=True))
+        return _finish(z, x.dtype, out)
+
+    def log_softmax_bwd(self, y: np.ndarray, gy: np.ndarray,
+                        out: np.ndarray | None = None) -> np.ndarray:
+        """gy - exp(y) sum(gy) over the last axis, from the log-softmax output y."""
+        yc, gc = _up(y), _up(gy)
+        r = np.exp(yc, out=_dest(out, y.dtype))
+        r *= gc.sum(axis=-1, keepdims=True)
+        np.subtract(gc, r, out=r)
+        return _finish(r, y.dtype, out)
 
     # optimizers: one tensor, in place, PyTorch's order of operations
 

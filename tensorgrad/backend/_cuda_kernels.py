@@ -105,6 +105,10 @@ _KERNELS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+# The row reductions of softmax.cuh, compiled together as one RawModule (float and double).
+_ROW_KERNELS = ("tg_softmax_fwd", "tg_softmax_bwd", "tg_log_softmax_fwd", "tg_log_softmax_bwd")
+
+
 def _find_source(name: str) -> Path:
     """The path of kernels/<name>: inside the installed package first, then the checkout."""
     for folder in _SOURCE_DIRS:
@@ -159,6 +163,64 @@ class CudaKernels:
             scale = self._cupy.full((1,), float(np.reshape(scale, ())), dtype=np.float64)
         args = (p, target.reshape(-1, 1), scale, p.shape[-1])
         return self._softmax_xent_bwd(*args) if out is None else self._softmax_xent_bwd(*args, out)
+
+    # row softmax (kernels/softmax.cuh): RawModule templates, one thread block per row
+
+    @functools.cached_property
+    def _row_module(self) -> Any:
+        names = [f"{name}<{t}>" for name in _ROW_KERNELS for t in ("float", "double")]
+        return self._cupy.RawModule(code=_preamble("softmax.cuh"), options=("--std=c++17",),
+                                    name_expressions=names)
+
+    def _row_kernel(self, name: str, dtype: Any) -> Any:
+        key = f"_{name}_{np.dtype(dtype).name}"
+        kernel = self.__dict__.get(key)
+        if kernel is None:
+            ctype = "double" if dtype == np.float64 else "float"
+            kernel = self.__dict__[key] = self._row_module.get_function(f"{name}<{ctype}>")
+        return kernel
+
+    def _rows(self, name: str, arrays: tuple[Any, ...], scalars: tuple[Any, ...],
+              out: Any) -> Any:
+        """Run a row kernel over the last axis of C-contiguous copies of arrays (float16 in
+        float32), writing a new array, or out when given."""
+        cupy = self._cupy
+        x = arrays[0]
+        compute = np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
+        arrays = tuple(cupy.ascontiguousarray(a, dtype=compute) for a in arrays)
+        direct = (out is not None and out.dtype == compute and out.flags.c_contiguous
+                  and all(out is not a for a in arrays))
+        result = out if direct else cupy.empty(x.shape, compute)
+        n = x.shape[-1]
+        rows = x.size // n if n else 0
+        if rows:
+            block = min(1024, 32 * ((min(n, 1024) + 31) // 32))
+            self._row_kernel(name, compute)((rows,), (block,),
+                                            (*arrays, result, np.int64(n), *scalars))
+        if direct:
+            return out
+        if out is None:
+            return result.astype(x.dtype, copy=False)
+        out[...] = result
+        return out
+
+    def softmax_fwd(self, x: Any, causal_rows: int = 0, masked_zero: bool = False,
+                    out: Any = None) -> Any:
+        """exp(x - max) / sum over the last axis; causal_rows and masked_zero as the twin."""
+        return self._rows("tg_softmax_fwd", (x,), (np.int64(causal_rows),
+                                                   np.int32(masked_zero)), out)
+
+    def softmax_bwd(self, y: Any, gy: Any, out: Any = None) -> Any:
+        """y (gy - sum(gy y)) over the last axis."""
+        return self._rows("tg_softmax_bwd", (y, gy), (), out)
+
+    def log_softmax_fwd(self, x: Any, out: Any = None) -> Any:
+        """x - max - log(sum(exp(x - max))) over the last axis."""
+        return self._rows("tg_log_softmax_fwd", (x,), (), out)
+
+    def log_softmax_bwd(self, y: Any, gy: Any, out: Any = None) -> Any:
+        """gy - exp(y) sum(gy) over the last axis."""
+        return self._rows("tg_log_softmax_bwd", (y, gy), (), out)
 
     def _device_scalar(self, value: Any) -> Any:
         """A learning rate or step count as the 1-element float64 device array the kernels

@@ -175,10 +175,11 @@ class Gelu(Activation):
 
     @staticmethod
     def derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
-        # Phi(x) + x phi(x), read off the fused backward with a unit upstream gradient (there
-        # is no erf op to write Phi with); treated as a constant, so third order stops here.
-        ones = s._backend.xp.ones_like(s._data)
-        return Tensor._make(s._backend.kernels.gelu_bwd(s._data, ones), s._backend)
+        # Phi(x) + x phi(x), the fused backward with a unit upstream gradient (there is no
+        # erf op to write Phi with); an op, so its own derivative (second_derivative) and
+        # every higher one is recorded too.
+        ones = Tensor._make(s._backend.xp.ones_like(s._data), s._backend)
+        return ActivationGrad.apply(s, ones, activation=Gelu, params=params)
 
     @staticmethod
     def second_derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
@@ -297,38 +298,24 @@ def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     return Softplus.apply(_float(x, "softplus"), params=(float(beta), float(threshold)))
 
 
-def _row_max(x: Any, dim: int) -> Any:
-    # The shift that keeps exp finite; an empty tensor has no maximum (and needs no shift).
-    return x.max(axis=dim, keepdims=True) if x.size else 0.0
+def _along(ctx: Op, kernel: Any, dim: int, *arrays: Any, **params: Any) -> Any:
+    """A row kernel (which works along the last axis) applied along axis dim."""
+    x = arrays[0]
+    if x.ndim == 0:
+        return kernel(*(a.reshape(1) for a in arrays), **params).reshape(())
+    if dim == x.ndim - 1:
+        return kernel(*arrays, **params)
+    moved = [ctx.xp.moveaxis(a, dim, -1) for a in arrays]
+    return ctx.xp.moveaxis(kernel(*moved, **params), -1, dim)
 
 
 class Softmax(Op):
-    """y = exp(x - max) / sum; gx = y (gy - sum(gy y)). Reads y."""
+    """y = exp(x - max) / sum along dim, one kernel pass per row; gx = SoftmaxGrad(y, gy).
+    Reads y."""
 
     @staticmethod
     def forward(ctx: Op, x: Any, dim: int) -> Any:
-        xp = ctx.xp
-        e = xp.exp(x - _row_max(x, dim))
-        e /= e.sum(axis=dim, keepdims=True)
-        ctx.save_for_backward(e)
-        ctx.dim = dim
-        return e
-
-    @staticmethod
-    def backward(ctx: Op, gy: Tensor) -> Tensor:
-        (y,) = ctx.saved_tensors
-        return y * (gy - _sum(gy * y, ctx.dim, keepdim=True))
-
-
-class LogSoftmax(Op):
-    """y = x - logsumexp(x); gx = gy - exp(y) sum(gy). Reads y."""
-
-    @staticmethod
-    def forward(ctx: Op, x: Any, dim: int) -> Any:
-        xp = ctx.xp
-        shifted = x - _row_max(x, dim)
-        # An empty tensor is its own result (its empty rows would sum to 0 and log 0 warns).
-        y = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True)) if x.size else shifted
+        y = _along(ctx, ctx.kernels.softmax_fwd, dim, x)
         ctx.save_for_backward(y)
         ctx.dim = dim
         return y
@@ -336,7 +323,68 @@ class LogSoftmax(Op):
     @staticmethod
     def backward(ctx: Op, gy: Tensor) -> Tensor:
         (y,) = ctx.saved_tensors
-        return gy - y.exp() * _sum(gy, ctx.dim, keepdim=True)
+        return SoftmaxGrad.apply(y, gy, dim=ctx.dim)
+
+
+class SoftmaxGrad(Op):
+    """gx = y (gy - sum(gy y)) along dim in one kernel pass per row, from the softmax output
+    y; its own backward is in Tensor ops, so second derivatives are recorded."""
+
+    @staticmethod
+    def forward(ctx: Op, y: Any, gy: Any, dim: int) -> Any:
+        ctx.save_for_backward(y, gy)
+        ctx.dim = dim
+        return _along(ctx, ctx.kernels.softmax_bwd, dim, y, gy)
+
+    @staticmethod
+    def backward(ctx: Op, ggx: Tensor) -> tuple[Any, Any]:
+        y, gy = ctx.saved_tensors
+        need_y, need_gy = ctx.needs_input_grad
+        dim = ctx.dim
+        gy_of_y = ggx_of_gy = None
+        if need_y:
+            gy_of_y = (ggx * (gy - _sum(gy * y, dim, keepdim=True))
+                       - gy * _sum(ggx * y, dim, keepdim=True))
+        if need_gy:
+            ggx_of_gy = SoftmaxGrad.apply(y, ggx, dim=dim)
+        return gy_of_y, ggx_of_gy
+
+
+class LogSoftmax(Op):
+    """y = x - max - log(sum(exp(x - max))) along dim, one kernel pass per row;
+    gx = LogSoftmaxGrad(y, gy). Reads y."""
+
+    @staticmethod
+    def forward(ctx: Op, x: Any, dim: int) -> Any:
+        y = _along(ctx, ctx.kernels.log_softmax_fwd, dim, x)
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx: Op, gy: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return LogSoftmaxGrad.apply(y, gy, dim=ctx.dim)
+
+
+class LogSoftmaxGrad(Op):
+    """gx = gy - exp(y) sum(gy) along dim in one kernel pass per row, from the log-softmax
+    output y; its own backward is in Tensor ops."""
+
+    @staticmethod
+    def forward(ctx: Op, y: Any, gy: Any, dim: int) -> Any:
+        ctx.save_for_backward(y, gy)
+        ctx.dim = dim
+        return _along(ctx, ctx.kernels.log_softmax_bwd, dim, y, gy)
+
+    @staticmethod
+    def backward(ctx: Op, ggx: Tensor) -> tuple[Any, Any]:
+        y, gy = ctx.saved_tensors
+        need_y, need_gy = ctx.needs_input_grad
+        p = y.exp()
+        gy_of_y = -ggx * p * _sum(gy, ctx.dim, keepdim=True) if need_y else None
+        ggx_of_gy = ggx - _sum(ggx * p, ctx.dim, keepdim=True) if need_gy else None
+        return gy_of_y, ggx_of_gy
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
