@@ -37,7 +37,6 @@ class OpSpec:
     margin: float = 0.1
     domains: tuple[tuple[float, float], ...] | None = None  # per input, overrides low/high
     torch_fn: Callable[..., Any] | None = None
-    double_backward: bool = True       # False: first-order only (its backward uses raw arrays)
 
     def call(self, m: Any, leaves: list[Any], samples: tuple[Any, ...]) -> Any:
         """Apply the op to leaves, transposing those the sample marks with T."""
@@ -178,10 +177,9 @@ OPS: list[OpSpec] = [
     OpSpec("var_biased", lambda m, x: x.var(dim=(0, 1), correction=0, keepdim=True), REDUCE),
     OpSpec("std", lambda m, x: x.std(), REDUCE),
     OpSpec("std_dim", lambda m, x: m.std(x, dim=-1, keepdim=True), REDUCE),
-    OpSpec("prod", lambda m, x: x.prod(), REDUCE_ALL, double_backward=False),
-    OpSpec("prod_dim", lambda m, x: m.prod(x, 1), REDUCE, double_backward=False),
+    OpSpec("prod", lambda m, x: x.prod(), REDUCE_ALL),
+    OpSpec("prod_dim", lambda m, x: m.prod(x, 1), REDUCE),
     OpSpec("prod_dims", lambda m, x: x.prod(dim=(0, 2), keepdim=True), (((2, 3, 4),),),
-           double_backward=False,
            torch_fn=lambda m, x: _torch_prod_dims(m, x, (0, 2), True)),
     OpSpec("logsumexp", lambda m, x: m.logsumexp(x, 1), REDUCE),
     OpSpec("logsumexp_dims", lambda m, x: x.logsumexp(dim=(0, 1), keepdim=True), REDUCE),

@@ -306,6 +306,90 @@ def test_function_forward_is_not_recorded(device: str) -> None:
     assert seen == [False] and y.requires_grad
 
 
+class _RawCube(tg.autograd.Function):
+    """x ** 3 with a backward on raw arrays, marked as such."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x * x
+
+    @staticmethod
+    @tg.autograd.once_differentiable
+    def backward(ctx, gy):
+        (x,) = ctx.saved_tensors
+        return tg.tensor(3.0 * gy.numpy() * x.numpy() ** 2, device=gy.device)
+
+
+def test_once_differentiable_first_order_is_unchanged(device: str) -> None:
+    x = _t([1.0, -2.0], device)
+    _RawCube.apply(x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 12.0])
+    (g,) = tg.grad(_RawCube.apply(x).sum(), x, create_graph=True)
+    np.testing.assert_array_equal(g.numpy(), [3.0, 12.0])  # its value is still right
+
+
+def test_once_differentiable_refuses_a_second_derivative(device: str) -> None:
+    x = _t([1.0, -2.0], device)
+    (g,) = tg.grad(_RawCube.apply(x).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match=r"_RawCubeBackward.*once_differentiable"):
+        (g.sum() + x.sum()).backward()  # it would have given [1, 1], not 6x + 1
+
+
+def test_once_differentiable_on_an_op() -> None:
+    class RawSquare(tg.autograd.Op):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        @tg.autograd.once_differentiable
+        def backward(ctx, gy):
+            (x,) = ctx.saved_tensors
+            return tg.Tensor(2.0 * x.data * gy.data)
+
+    x = _t([3.0], "cpu")
+    (g,) = tg.grad(RawSquare.apply(x), x, create_graph=True)
+    assert g.item() == 6.0
+    with pytest.raises(RuntimeError, match=r"RawSquareBackward's backward is once_diff"):
+        tg.grad(g, x)
+
+
+def test_prod_second_derivative(device: str) -> None:
+    """The issue's example: prod's backward used to be a constant under create_graph."""
+    x = _t([1.0, 2.0, 3.0], device)
+    (g,) = tg.grad(x.prod(), x, create_graph=True)
+    (g.sum() + x.sum()).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [6.0, 5.0, 4.0])  # PyTorch's
+    x, w = _t([1.0, 2.0], device), _t([3.0, 4.0], device)
+    (g,) = tg.grad((x * w).prod(), x, create_graph=True)
+    (h,) = tg.grad(g.sum(), w)
+    np.testing.assert_array_equal(h.numpy(), [12.0, 9.0])  # d/dw of w0 w1 (x1 + x0) w_other
+
+
+@pytest.mark.parametrize("values", [[0.0, 3.0, 2.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
+@pytest.mark.parametrize("dim", [None, 1])
+def test_prod_derivatives_with_zeros(values: list[float], dim: int | None, device: str) -> None:
+    """d prod / dx_p and d2 prod / dx_p dx_q are products of the rest of the slice, also where
+    the rest holds zeros; checked against those products written out."""
+    a = np.array([values, [1.5, -2.0, 0.5]])
+    x = _t(a, device)
+    w = np.array([[1.0, 2.0, 3.0]] * 2)
+    (g,) = tg.grad(x.prod(dim).sum(), x, create_graph=True)
+    (h,) = tg.grad((g * _t(w, device, False)).sum(), x)
+    cells = list(np.ndindex(2, 3))
+    slices = [cells[:3], cells[3:]] if dim == 1 else [cells]
+    grad, hess_w = np.zeros_like(a), np.zeros_like(a)
+    for cells in slices:
+        for p in cells:
+            grad[p] = np.prod([a[k] for k in cells if k != p])
+            hess_w[p] = sum(w[q] * np.prod([a[k] for k in cells if k not in (p, q)])
+                            for q in cells if q != p)
+    np.testing.assert_allclose(g.numpy(), grad)
+    np.testing.assert_allclose(h.numpy(), hess_w)
+
+
 # ---- anomaly detection -------------------------------------------------------------------------
 
 def test_detect_anomaly_names_op_in_forward(device: str) -> None:

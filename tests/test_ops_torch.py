@@ -61,3 +61,18 @@ def test_gradients_match_torch(spec: OpSpec, dtype: str, device: str,
             assert x.grad.shape == x.shape and x.grad.dtype.name == dtype
             np.testing.assert_allclose(x.grad.numpy(), expected, rtol=rtol, atol=atol,
                                        err_msg=f"{spec.name} {sample} input {i}")
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_third_derivative_matches_torch(approximate: str, device: str) -> None:
+    """gelu's first derivative was a constant array, so its third derivative came out 0."""
+    values = [0.3, -1.2, 2.0]
+    x = tg.tensor(values, dtype=tg.float64, device=device, requires_grad=True)
+    t = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    for m, v, f in ((tg, x, tg.gelu), (torch, t, torch.nn.functional.gelu)):
+        g = (f(v, approximate=approximate) ** 3).sum()  # gelu's backward gets a gy of x
+        for _ in range(3):
+            (g,) = m.autograd.grad(g.sum(), [v], create_graph=True)
+        if m is tg:
+            ours = g
+    np.testing.assert_allclose(ours.numpy(), g.detach().numpy(), rtol=1e-10)

@@ -14,10 +14,11 @@ from ._engine import run_backward
 from ._function import Function, FunctionCtx
 from ._grad_mode import detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from ._gradcheck import GradcheckError, gradcheck
-from ._op import Op
+from ._op import Op, once_differentiable
 
 __all__ = ["Function", "FunctionCtx", "GradcheckError", "Op", "backward", "detect_anomaly",
-           "enable_grad", "grad", "gradcheck", "is_grad_enabled", "no_grad"]
+           "enable_grad", "grad", "gradcheck", "is_grad_enabled", "no_grad",
+           "once_differentiable"]
 
 
 def _root_grads(outputs: Sequence[Tensor], grad_outputs: Sequence[Any] | None

@@ -8,8 +8,10 @@ particular op; nothing here imports NumPy or CuPy directly.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -218,6 +220,51 @@ class _RemovableHandle:
     def remove(self) -> None:
         if self._entry in self._hooks:
             self._hooks.remove(self._entry)
+
+
+def once_differentiable(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a backward that works on raw arrays (of an Op or a user Function), as PyTorch's
+    torch.autograd.function.once_differentiable. Its gradients are right, but they are not
+    recorded in terms of the op's inputs; under create_graph=True they come back attached to a
+    node that raises when they are differentiated again, instead of acting as constants and
+    giving a silently wrong second derivative."""
+
+    @functools.wraps(backward)
+    def wrapper(ctx: Any, *grads: Any) -> Any:
+        if not grad_enabled.get():
+            return backward(ctx, *grads)
+        token = grad_enabled.set(False)
+        try:
+            result = backward(ctx, *grads)
+        finally:
+            grad_enabled.reset(token)
+        node = getattr(ctx, "_node", ctx)  # a user Function's ctx wraps its Op
+        single = type(result) is not tuple
+        marked = tuple(_NotDifferentiable.apply(Tensor._make(g._data, g._backend, True),
+                                                op=node.name())
+                       if isinstance(g, Tensor) else g
+                       for g in ((result,) if single else result))
+        return marked[0] if single else marked
+
+    wrapper.once_differentiable = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+class _NotDifferentiable(Op):
+    """Holds a gradient that a once_differentiable backward computed under create_graph=True;
+    differentiating through it raises, naming that op."""
+
+    @staticmethod
+    def forward(ctx: Op, g: Any, op: str) -> Any:
+        ctx.op = op
+        return g
+
+    @staticmethod
+    def backward(ctx: Op, gg: Tensor) -> Any:
+        raise RuntimeError(
+            f"{ctx.op}'s backward is once_differentiable (it works on raw arrays), so the "
+            "gradient it computed cannot be differentiated again: a second derivative through "
+            f"{ctx.op} is not supported.")
 
 
 def _as_array(y: Any) -> Any:

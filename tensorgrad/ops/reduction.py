@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from .._tensor import Tensor
+from ..autograd._grad_mode import grad_enabled
 from ..autograd._op import Op
+from . import arithmetic as _ar
 from ._broadcast import normalize_dim, normalize_dims
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
@@ -97,31 +99,56 @@ class TakeAlongDim(Op):
 
 
 class Prod(Op):
-    """y = prod of x over dims; gx = gy * (product of the other elements), computed from
-    exclusive cumulative products so zeros in x are handled (no division by x)."""
+    """y = prod of x over dims; gx = gy * (the product of the other elements of the slice)."""
 
     @staticmethod
     def forward(ctx: Op, x: Any, dims: tuple[int, ...], keepdim: bool) -> Any:
-        ctx.save_for_backward(x)
+        y = x.prod(axis=dims, keepdims=keepdim)
+        ctx.save_for_backward(x, y)
         ctx.dims = dims
-        return x.prod(axis=dims, keepdims=keepdim)
+        return y
 
     @staticmethod
     def backward(ctx: Op, gy: Tensor) -> Tensor:
-        (x,) = ctx.saved_tensors
-        xp, a, dims = ctx.xp, x._data, ctx.dims
-        rest = [i for i in range(a.ndim) if i not in dims]
-        moved = xp.transpose(a, rest + list(dims))
-        flat = moved.reshape(moved.shape[:len(rest)] + (-1,))
-        ones = xp.ones(flat.shape[:-1] + (1,), dtype=a.dtype)
-        left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
-        right = xp.flip(xp.cumprod(xp.flip(xp.concatenate([flat[..., 1:], ones], axis=-1),
-                                           axis=-1), axis=-1), axis=-1)
-        others = (left * right).reshape(moved.shape)
-        # ascontiguousarray makes a 0-d array 1-d, hence the reshape.
-        others = xp.ascontiguousarray(xp.transpose(others, np.argsort(rest + list(dims))))
-        return _expand_back(gy, a.shape, dims) * Tensor._make(others.reshape(a.shape),
-                                                               ctx.backend)
+        x, y = ctx.saved_tensors
+        gy = _expand_back(gy, x.shape, ctx.dims)
+        if not grad_enabled.get():  # first order only: exact with zeros, O(n), not recorded
+            return gy * Tensor._make(_products_of_others(ctx.xp, x._data, ctx.dims), ctx.backend)
+        # create_graph: in Tensor ops. y / x is exact without zeros; with zeros the O(n^2)
+        # form below (PyTorch's cumprod takes an O(n^2) path in this case too).
+        if bool((x._data != 0).all()):
+            return gy * (_expand_back(y, x.shape, ctx.dims) / x)
+        return gy * _products_of_others_recorded(x, ctx.dims)
+
+
+def _products_of_others(xp: Any, a: Any, dims: tuple[int, ...]) -> Any:
+    """For each element of a, the product of the other elements of its slice over dims, from
+    exclusive cumulative products from both sides (no division, so zeros are fine)."""
+    rest = [i for i in range(a.ndim) if i not in dims]
+    moved = xp.transpose(a, rest + list(dims))
+    flat = moved.reshape(moved.shape[:len(rest)] + (-1,))
+    ones = xp.ones(flat.shape[:-1] + (1,), dtype=a.dtype)
+    left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    right = xp.flip(xp.cumprod(xp.flip(xp.concatenate([flat[..., 1:], ones], axis=-1),
+                                       axis=-1), axis=-1), axis=-1)
+    others = (left * right).reshape(moved.shape)
+    # ascontiguousarray makes a 0-d array 1-d, hence the reshape.
+    others = xp.ascontiguousarray(xp.transpose(others, np.argsort(rest + list(dims))))
+    return others.reshape(a.shape)
+
+
+def _products_of_others_recorded(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """_products_of_others in Tensor ops: each slice of n elements becomes an (n, n) matrix
+    whose row i is the slice with element i replaced by 1, and the rows' products are taken."""
+    rest = [i for i in range(x.ndim) if i not in dims]
+    order = rest + list(dims)
+    moved = x.permute(*order)
+    lead = moved.shape[:len(rest)]
+    n = int(np.prod(moved.shape[len(rest):], dtype=np.int64))
+    rows = moved.reshape(*lead, 1, n).expand(*lead, n, n)
+    eye = Tensor._make(x._backend.xp.eye(n, dtype=bool), x._backend)
+    others = prod(_ar.where(eye, 1.0, rows), -1)
+    return others.reshape(moved.shape).permute(*np.argsort(order).tolist())
 
 
 def _dims(x: Tensor, dim: Any, what: str) -> tuple[int, ...]:
