@@ -5,9 +5,10 @@ The public names of the API contract (shared API.md) and nothing else.
 
 from __future__ import annotations
 
-from . import autograd, cuda, data, nn, optim, viz
+from . import autograd, cuda, data, nn, optim, utils, viz
 from ._creation import (
     arange,
+    as_tensor,
     empty,
     empty_like,
     eye,
@@ -37,7 +38,14 @@ from ._device import (
 )
 from ._dtype import DType, bool_, float16, float32, float64, int32, int64
 from ._tensor import Tensor
-from .autograd import enable_grad, grad, is_grad_enabled, no_grad
+from .autograd import (
+    enable_grad,
+    grad,
+    inference_mode,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from .ops.activation import (
     elu,
     gelu,
@@ -119,17 +127,20 @@ __version__ = "0.1.0"
 __all__ = [
     "Device", "DeviceMismatchError", "DeviceUnavailableError", "DType", "SerializationError",
     "Tensor", "data", "load", "save", "viz",
-    "abs", "add", "all", "amax", "amin", "any", "arange", "argmax", "argmin", "autograd",
+    "abs", "add", "all", "amax", "amin", "any", "arange", "argmax", "argmin", "as_tensor",
+    "autograd",
     "bool", "broadcast_to", "cat", "chunk", "clamp", "clip", "clone", "cos", "cuda", "device",
     "div", "elu", "empty", "empty_like", "enable_grad", "eq", "exp", "expand", "eye",
     "flatten", "float16", "float32", "float64", "floor_divide", "from_dlpack", "from_numpy",
     "full", "full_like", "ge", "gelu", "get_default_device", "getitem", "grad", "gt", "int32",
-    "int64", "is_grad_enabled", "le", "leaky_relu", "linspace", "log", "log_softmax",
+    "inference_mode", "int64", "is_grad_enabled", "le", "leaky_relu", "linspace", "log",
+    "log_softmax",
     "logsumexp", "lt", "manual_seed", "masked_fill", "matmul", "max", "maximum", "mean", "min",
     "minimum", "mul", "ne", "neg", "nn", "no_grad", "ones", "ones_like", "optim", "pad",
     "permute", "pow",
     "prod", "rand", "rand_like", "randint", "randn", "randn_like", "relu", "remainder",
-    "reshape", "set_default_device", "sigmoid", "silu", "sin", "softmax", "softplus", "split",
+    "reshape", "set_default_device", "set_grad_enabled", "sigmoid", "silu", "sin", "softmax",
+    "softplus", "split",
     "sqrt", "squeeze", "stack", "std", "sub", "sum", "tanh", "tensor", "transpose",
-    "unsqueeze", "var", "view", "where", "zeros", "zeros_like",
+    "unsqueeze", "utils", "var", "view", "where", "zeros", "zeros_like",
 ]

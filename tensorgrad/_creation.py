@@ -1,5 +1,5 @@
-"""Tensor creation: tensor, zeros/ones/empty/full, arange, linspace, eye, random tensors,
-the *_like variants, from_numpy, from_dlpack, manual_seed."""
+"""Tensor creation: tensor, as_tensor, zeros/ones/empty/full, arange, linspace, eye, random
+tensors, the *_like variants, from_numpy, from_dlpack, manual_seed."""
 
 from __future__ import annotations
 
@@ -47,6 +47,15 @@ def tensor(data: Any, dtype: Any = None, device: Any = None,
     if isinstance(data, np.ndarray) or hasattr(data, "__cuda_array_interface__"):
         data = data.copy()
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
+    """data as a tensor, copying only when needed, as torch.as_tensor: a Tensor of the asked
+    dtype and device is returned as it is, and a NumPy array of a supported dtype shares its
+    memory with the CPU tensor made from it."""
+    if isinstance(data, Tensor):
+        return data.to(device=device, dtype=dtype)
+    return Tensor(data, dtype=dtype, device=device)
 
 
 def zeros(*size: Any, dtype: Any = None, device: Any = None,

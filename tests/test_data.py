@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import builtins
+import os
+import random
 
 import numpy as np
 import pytest
 
 import tensorgrad as tg
-from tensorgrad.data import DataLoader, TensorDataset, datasets
+from tensorgrad.data import (
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    TensorDataset,
+    WorkerError,
+    datasets,
+    get_worker_info,
+)
 
 
 def _xy(n: int, device: str) -> tuple[tg.Tensor, tg.Tensor]:
@@ -143,8 +153,186 @@ def test_loader_argument_errors():
         DataLoader(ds, seed=-1)
     with pytest.raises(TypeError, match="__len__ and __getitem__"):
         DataLoader(iter([1, 2]))
-    with pytest.raises(TypeError, match="cannot batch samples of type dict"):
-        next(iter(DataLoader([{"a": 1}, {"a": 2}], batch_size=2)))
+    with pytest.raises(TypeError, match="cannot batch samples of type set.*collate_fn"):
+        next(iter(DataLoader([{1}, {2}], batch_size=2)))
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        DataLoader(ds, shuffle=True, sampler=[0, 1])
+    with pytest.raises(ValueError, match="num_workers must be a non-negative int, got -1"):
+        DataLoader(ds, num_workers=-1)
+    with pytest.raises(ValueError, match="need num_workers > 0"):
+        DataLoader(ds, persistent_workers=True)
+    with pytest.raises(ValueError, match="shuffle and sampler are for map-style"):
+        DataLoader(_Stream(4), shuffle=True)
+
+
+def test_dict_and_tuple_samples_and_a_collate_fn():
+    samples = [{"x": tg.tensor([float(i), 1.0]), "label": i, "name": f"s{i}"} for i in range(5)]
+    batch = next(iter(DataLoader(samples, batch_size=3)))
+    assert batch.keys() == {"x", "label", "name"}
+    assert batch["x"].tolist() == [[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]]
+    assert batch["label"].tolist() == [0, 1, 2] and batch["name"] == ["s0", "s1", "s2"]
+    pairs = [(tg.tensor(float(i)), (i, -i)) for i in range(4)]
+    x, (a, b) = next(iter(DataLoader(pairs, batch_size=4)))
+    assert x.tolist() == [0.0, 1.0, 2.0, 3.0] and a.tolist() == [0, 1, 2, 3]
+    assert b.tolist() == [0, -1, -2, -3]
+    sizes = [len(b) for b in DataLoader(list(range(7)), batch_size=3, collate_fn=list)]
+    assert sizes == [3, 3, 1]
+    # A collate_fn replaces the TensorDataset shortcut too.
+    ds = TensorDataset(*_xy(4, "cpu"))
+    (first,) = DataLoader(ds, batch_size=4, collate_fn=lambda rows: [r[1].item() for r in rows])
+    assert first == [0, 1, 2, 3]
+
+
+def test_sampler_gives_the_order():
+    ds = TensorDataset(*_xy(6, "cpu"))
+    loader = DataLoader(ds, batch_size=4, sampler=[5, 0, 3, 1, 2])
+    assert len(loader) == 2 and _epoch(loader) == [5, 0, 3, 1, 2]
+
+
+class _Range(Dataset):
+    """i -> (i, the id of the worker that read it, a draw from Python's random)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        info = get_worker_info()
+        return i, -1 if info is None else info.id, random.random()
+
+
+class _Stream(IterableDataset):
+    """0..n-1, split between workers by get_worker_info as PyTorch's documentation shows."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __iter__(self):
+        info = get_worker_info()
+        first, step = (0, 1) if info is None else (info.id, info.num_workers)
+        return iter(range(first, self.n, step))
+
+
+class _Failing(Dataset):
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int):
+        if i == 5:
+            raise KeyError(f"no sample {i}")
+        return i
+
+
+def test_workers_give_the_same_batches_in_the_same_order():
+    ds = TensorDataset(*_xy(23, "cpu"))
+    single = DataLoader(ds, batch_size=4, shuffle=True, seed=2)
+    workers = DataLoader(ds, batch_size=4, shuffle=True, seed=2, num_workers=2)
+    for _ in range(2):
+        expected, got = list(single), list(workers)
+        assert len(got) == len(expected) == 6
+        for (xe, ye), (xg, yg) in zip(expected, got):
+            np.testing.assert_array_equal(xg.numpy(), xe.numpy())
+            assert yg.tolist() == ye.tolist() and yg.dtype is tg.int64
+    # Round-robin: batch k comes from worker k % 2.
+    batches = list(DataLoader(_Range(10), batch_size=3, num_workers=2))
+    assert [b[0].tolist() for b in batches] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert [b[1].tolist() for b in batches] == [[0] * 3, [1] * 3, [0] * 3, [1]]
+
+
+def test_worker_seeds_follow_the_base_seed_and_worker_init_fn_runs():
+    def draws(loader: DataLoader) -> list[list[float]]:
+        return [b[2].tolist() for b in loader]
+
+    first = draws(DataLoader(_Range(8), batch_size=2, num_workers=2, seed=7))
+    assert first == draws(DataLoader(_Range(8), batch_size=2, num_workers=2, seed=7))
+    assert first != draws(DataLoader(_Range(8), batch_size=2, num_workers=2, seed=8))
+    # Worker i is seeded with base_seed + i: seeding both workers alike gives both one stream.
+    loader = DataLoader(_Range(8), batch_size=2, num_workers=2, seed=7,
+                        worker_init_fn=lambda worker_id: random.seed(100))
+    same = draws(loader)
+    assert same[0] == same[1] and same[2] == same[3] and same[0] != same[2]
+    # Unseeded loaders draw the base seed from tensorgrad's generator: manual_seed repeats it.
+    tg.manual_seed(3)
+    a = draws(DataLoader(_Range(4), batch_size=2, num_workers=2))
+    tg.manual_seed(3)
+    assert a == draws(DataLoader(_Range(4), batch_size=2, num_workers=2))
+
+
+def test_iterable_dataset_in_process_and_in_workers():
+    assert [b.tolist() for b in DataLoader(_Stream(7), batch_size=3)] == [[0, 1, 2], [3, 4, 5],
+                                                                          [6]]
+    assert [b.tolist() for b in DataLoader(_Stream(7), batch_size=3, drop_last=True)] == [
+        [0, 1, 2], [3, 4, 5]]
+    # Two workers, each with its half of the stream, answer in turn (PyTorch's order).
+    got = [b.tolist() for b in DataLoader(_Stream(11), batch_size=2, num_workers=2)]
+    assert got == [[0, 2], [1, 3], [4, 6], [5, 7], [8, 10], [9]]
+    with pytest.raises(TypeError, match="_Stream has no length"):
+        len(DataLoader(_Stream(3)))
+
+
+def test_persistent_workers_serve_every_epoch():
+    ds = TensorDataset(*_xy(10, "cpu"))
+    loader = DataLoader(ds, batch_size=4, shuffle=True, seed=0, num_workers=2,
+                        persistent_workers=True)
+    reference = DataLoader(ds, batch_size=4, shuffle=True, seed=0)
+    first = next(iter(loader))  # an epoch left after one batch
+    pool = loader._pool
+    assert first[1].tolist() == next(iter(reference))[1].tolist()
+    for _ in range(2):
+        assert _epoch(loader) == _epoch(reference)
+    assert loader._pool is pool and all(p.is_alive() for p in pool.processes)
+    stream = DataLoader(_Stream(5), batch_size=2, num_workers=2, persistent_workers=True)
+    assert [b.tolist() for b in stream] == [b.tolist() for b in stream] == [[0, 2], [1, 3],
+                                                                            [4]]
+    pool.close()
+    assert not any(p.is_alive() for p in pool.processes)
+
+
+def test_worker_errors_name_the_worker_and_the_cause():
+    with pytest.raises(WorkerError, match=r"(?s)worker process 0.*KeyError: 'no sample 5'"):
+        list(DataLoader(_Failing(), batch_size=2, num_workers=2))
+
+    def bad_init(worker_id: int) -> None:
+        raise ValueError(f"init of {worker_id}")
+
+    with pytest.raises(WorkerError, match=r"ValueError: init of \d"):
+        list(DataLoader(_Range(4), batch_size=2, num_workers=2, worker_init_fn=bad_init))
+
+
+class _Exiting(Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int):
+        os._exit(3)
+
+
+def test_a_worker_that_dies_is_reported():
+    with pytest.raises(WorkerError, match="exited unexpectedly: worker 0 with exit code 3"):
+        list(DataLoader(_Exiting(), batch_size=2, num_workers=1))
+
+
+def test_pin_memory_and_prefetch_factor_are_accepted():
+    ds = TensorDataset(*_xy(9, "cpu"))
+    loader = DataLoader(ds, batch_size=2, num_workers=1, pin_memory=True, prefetch_factor=3)
+    assert _epoch(loader) == list(range(9))
+    assert "num_workers=1" in repr(loader)
+
+
+def test_workers_refuse_a_dataset_on_the_gpu(device):
+    if device == "cpu":
+        pytest.skip("a GPU dataset is what is refused")
+    with pytest.raises(ValueError, match="workers run on the CPU.*cuda"):
+        DataLoader(TensorDataset(*_xy(4, device)), num_workers=1)
+
+
+def test_utils_data_is_data():
+    import tensorgrad.utils.data as utils_data
+
+    assert tg.utils.data is tg.data is utils_data
+    assert tg.utils.data.DataLoader is DataLoader
 
 
 # ---- data sets -------------------------------------------------------------------------------

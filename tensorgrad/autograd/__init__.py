@@ -12,13 +12,20 @@ from typing import Any
 from .._tensor import Tensor
 from ._engine import run_backward
 from ._function import Function, FunctionCtx
-from ._grad_mode import detect_anomaly, enable_grad, is_grad_enabled, no_grad
+from ._grad_mode import (
+    detect_anomaly,
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from ._gradcheck import GradcheckError, gradcheck
-from ._op import Op, once_differentiable
+from ._op import Op
 
 __all__ = ["Function", "FunctionCtx", "GradcheckError", "Op", "backward", "detect_anomaly",
-           "enable_grad", "grad", "gradcheck", "is_grad_enabled", "no_grad",
-           "once_differentiable"]
+           "enable_grad", "grad", "gradcheck", "inference_mode", "is_grad_enabled", "no_grad",
+           "set_grad_enabled"]
 
 
 def _root_grads(outputs: Sequence[Tensor], grad_outputs: Sequence[Any] | None
