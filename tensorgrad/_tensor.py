@@ -490,13 +490,25 @@ class Tensor:
         return _ar.abs(self)
 
     def __invert__(self) -> Tensor:
-        return _ar.logical_not(self)
+        return _ar.bitwise_not(self)
 
     def __and__(self, other: Any) -> Tensor:
-        return _ar.logical_and(self, other)
+        return _ar.bitwise_and(self, other)
+
+    def __rand__(self, other: Any) -> Tensor:
+        return _ar.bitwise_and(other, self)
 
     def __or__(self, other: Any) -> Tensor:
-        return _ar.logical_or(self, other)
+        return _ar.bitwise_or(self, other)
+
+    def __ror__(self, other: Any) -> Tensor:
+        return _ar.bitwise_or(other, self)
+
+    def __xor__(self, other: Any) -> Tensor:
+        return _ar.bitwise_xor(self, other)
+
+    def __rxor__(self, other: Any) -> Tensor:
+        return _ar.bitwise_xor(other, self)
 
     def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
         return _ar.eq(self, other)

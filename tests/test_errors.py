@@ -240,3 +240,10 @@ def test_max_and_argmax_over_an_empty_dim_name_it(device: str) -> None:
             reduce()
     assert empty.amax(dim=1).shape == (0,)  # as PyTorch: only the reduced dim must be non-empty
     assert empty.max(dim=1).values.shape == (0,)
+
+
+@pytest.mark.parametrize("op", [lambda a: a & a, lambda a: a | 1, lambda a: 1 ^ a,
+                                lambda a: ~a], ids=["and", "or", "rxor", "not"])
+def test_bitwise_operators_refuse_floats(op, device: str) -> None:
+    with pytest.raises(TypeError, match=r"bitwise_\w+ \(.\) needs integer or bool.*float32"):
+        op(tg.ones(2, device=device))

@@ -337,3 +337,24 @@ def test_softmax_family_over_an_empty_dim(device: str) -> None:
     assert out.tolist() == [float("-inf"), float("-inf")]
     out.sum().backward()
     assert x.grad.shape == (2, 0)
+
+
+# ---- bitwise operators -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("op", [
+    lambda a, b: a & b, lambda a, b: a | b, lambda a, b: a ^ b, lambda a, b: ~a,
+    lambda a, b: a & 6, lambda a, b: 5 | a, lambda a, b: True ^ b,
+], ids=["and", "or", "xor", "not", "and_scalar", "ror_scalar", "rxor_scalar"])
+@pytest.mark.parametrize("dtype", ["int64", "int32", "bool"])
+def test_bitwise_operators_match_torch(op, dtype: str, device: str) -> None:
+    """Bitwise on integers (3 & 5 = 1, ~3 = -4), logical on bools, as PyTorch; they were
+    logical on integers too."""
+    torch = pytest.importorskip("torch")
+    a, b = np.array([3, 6, 0, -7]), np.array([5, 3, 1, 2])
+    if dtype == "bool":
+        a, b = a > 1, b > 2
+    a, b = a.astype(dtype), b.astype(dtype)
+    ours = op(tg.tensor(a, device=device), tg.tensor(b, device=device))
+    ref = op(torch.from_numpy(a), torch.from_numpy(b))
+    assert ours.dtype.name == str(ref.dtype).removeprefix("torch.")
+    np.testing.assert_array_equal(ours.numpy(), ref.numpy())

@@ -483,18 +483,51 @@ def remainder(a: Any, b: Any) -> Tensor:
 
 
 def logical_and(a: Any, b: Any) -> Tensor:
-    """a & b on bool tensors."""
+    """Whether both are nonzero, elementwise, as torch.logical_and."""
     return _no_grad_binary(a, b, "logical_and")
 
 
 def logical_or(a: Any, b: Any) -> Tensor:
-    """a | b on bool tensors."""
+    """Whether either is nonzero, elementwise, as torch.logical_or."""
     return _no_grad_binary(a, b, "logical_or")
 
 
 def logical_not(x: Tensor) -> Tensor:
-    """~x on a bool tensor."""
+    """Whether x is zero, elementwise, as torch.logical_not."""
     return Tensor._make(x._backend.xp.logical_not(x._data), x._backend)
+
+
+def _check_bitwise(t: Tensor, what: str) -> None:
+    if t._data.dtype.kind not in "biu":
+        raise TypeError(f"{what} needs integer or bool tensors, got {t.dtype.name}; for "
+                        "floating-point values compare them, or use logical_and/or/not")
+
+
+def _bitwise(a: Any, b: Any, ufunc: str, what: str) -> Tensor:
+    a, b = _operands(a, b)
+    _check_bitwise(a if isinstance(a, Tensor) else b, what)
+    return _no_grad_binary(a, b, ufunc)
+
+
+def bitwise_and(a: Any, b: Any) -> Tensor:
+    """a & b: bitwise on integers, logical on bools, as torch.bitwise_and."""
+    return _bitwise(a, b, "bitwise_and", "bitwise_and (&)")
+
+
+def bitwise_or(a: Any, b: Any) -> Tensor:
+    """a | b: bitwise on integers, logical on bools, as torch.bitwise_or."""
+    return _bitwise(a, b, "bitwise_or", "bitwise_or (|)")
+
+
+def bitwise_xor(a: Any, b: Any) -> Tensor:
+    """a ^ b: bitwise on integers, logical on bools, as torch.bitwise_xor."""
+    return _bitwise(a, b, "bitwise_xor", "bitwise_xor (^)")
+
+
+def bitwise_not(x: Tensor) -> Tensor:
+    """~x: bitwise on integers (~3 = -4), logical on bools, as torch.bitwise_not."""
+    _check_bitwise(x, "bitwise_not (~)")
+    return Tensor._make(x._backend.xp.invert(x._data), x._backend)
 
 
 from . import math as _math  # noqa: E402  (math's ops use this module's functions too)
