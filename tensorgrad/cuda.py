@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
+
+import numpy as np
 
 from ._device import Device, as_device
 from ._tensor import Tensor
@@ -37,7 +39,9 @@ def synchronize(device: str | Device | None = None) -> None:
 class CUDAGraph:
     """A CUDA graph, as torch.cuda.CUDAGraph: record work inside `with g.capture():`, then
     `g.replay()` runs it again. Tensors created during capture live in the graph's private
-    memory pool and are rewritten by every replay; keep references to the ones you read."""
+    memory pool and are rewritten by every replay; keep references to the ones you read.
+    Random draws continue the stream of the generator that was current at capture, also after
+    a later tg.manual_seed (unlike PyTorch, whose replays follow the new seed)."""
 
     def __init__(self, device: str | Device = "cuda") -> None:
         dev = as_device(device)
@@ -80,7 +84,11 @@ class CapturedStep:
     replay they are the same Tensor objects as the call before, rewritten in place, so clone
     what you keep. A call with shapes or dtypes not seen before warms up and captures again,
     up to `max_graphs` graphs; past that it raises CaptureError. Non-tensor arguments are part
-    of that key too: they are baked into the graph. On the CPU fn simply runs."""
+    of that key too, by value: they are baked into the graph, so a call with other values
+    captures again. Numbers, strings, None, NumPy arrays and lists, tuples and dicts of these
+    are accepted; tensors inside a container, and other objects that cannot be compared by
+    value, raise TypeError (pass tensors as arguments of their own). On the CPU fn simply
+    runs."""
 
     def __init__(self, fn: Callable[..., Any], warmup: int = 2, max_graphs: int = 8) -> None:
         if warmup < 1:
@@ -98,7 +106,8 @@ class CapturedStep:
         if not cuda:
             return self.fn(*args)
         key = tuple((a.shape, a.dtype.name, str(a.device), a.requires_grad)
-                    if isinstance(a, Tensor) else ("const", a) for a in args)
+                    if isinstance(a, Tensor) else ("const", _by_value(a, f"argument {k}"))
+                    for k, a in enumerate(args))
         entry = self._graphs.get(key)
         if entry is not None:
             static_inputs, outputs, graph = entry
@@ -129,6 +138,31 @@ class CapturedStep:
         graph.replay()  # capturing recorded this step without running it
         self._graphs[key] = (static_inputs, outputs, graph)
         return outputs
+
+
+def _by_value(value: Any, where: str) -> Hashable:
+    """A hashable stand-in for a non-tensor argument that equals another's exactly when their
+    values do (a list becomes a tuple, an array its dtype, shape and bytes)."""
+    if isinstance(value, Tensor):
+        raise TypeError(f"tg.cuda.capture: {where} holds a tensor inside a container; pass "
+                        "each tensor as an argument of its own so that its values are copied "
+                        "in on every call")
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__,
+                tuple(_by_value(v, f"{where}[{k}]") for k, v in enumerate(value)))
+    if isinstance(value, dict):
+        return ("dict", tuple((_by_value(k, where), _by_value(v, f"{where}[{k!r}]"))
+                              for k, v in value.items()))
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.dtype.str, value.shape, value.tobytes())
+    try:
+        hash(value)
+    except TypeError:
+        raise TypeError(f"tg.cuda.capture: {where} is a {type(value).__name__}, which cannot "
+                        "be compared by value; the captured graph bakes in non-tensor "
+                        "arguments, so pass numbers, strings, NumPy arrays or lists/tuples/"
+                        "dicts of them, or a tensor") from None
+    return type(value), value  # 1, 1.0 and True are equal but may give other dtypes
 
 
 def capture(fn: Callable[..., Any] | None = None, *, warmup: int = 2,

@@ -28,8 +28,10 @@ CPU, GPU = CpuKernels(), CudaKernels()
 DTYPES = [np.float16, np.float32, np.float64]
 SIZES = [1, 255, 256, 257, 1_000_003]
 # CUDA's float math (normcdff, tanhf, expf) is a few ulp from NumPy's; float16 may round the
-# other way once.
-TOL = {np.float16: (2e-3, 1e-3), np.float32: (2e-5, 1e-5), np.float64: (1e-12, 1e-12)}
+# other way once. Keyed by dtype objects, which is what arrays carry (np.float16 the type and
+# np.dtype("float16") compare equal but hash apart, so a type key is a KeyError).
+TOL = {np.dtype(np.float16): (2e-3, 1e-3), np.dtype(np.float32): (2e-5, 1e-5),
+       np.dtype(np.float64): (1e-12, 1e-12)}
 ACTS = {  # name: (scalar parameters, backward reads 'x' or 'y')
     "relu": ((), "y"), "leaky_relu": ((0.1,), "x"), "elu": ((1.3,), "y"), "gelu": ((), "x"),
     "gelu_tanh": ((), "x"), "silu": ((), "x"), "sigmoid": ((), "y"), "tanh": ((), "y"),
@@ -39,7 +41,7 @@ ACTS = {  # name: (scalar parameters, backward reads 'x' or 'y')
 
 def _close(got, want, dtype):
     assert got.dtype == np.dtype(dtype), (got.dtype, dtype)
-    rtol, atol = TOL[dtype]
+    rtol, atol = TOL[np.dtype(dtype)]
     np.testing.assert_allclose(cupy.asnumpy(got).astype(np.float64), want.astype(np.float64),
                                rtol=rtol, atol=atol)
 
@@ -128,7 +130,7 @@ def test_softmax_xent_bwd_parity(dtype, n, scale_kind, rng):
             "1-element": np.array([value])}[scale_kind]
     dev = cupy.asarray(host) if isinstance(host, np.ndarray) else host
     want = CPU.softmax_xent_bwd(p, target, host)
-    rtol, atol = TOL[dtype]
+    rtol, atol = TOL[np.dtype(dtype)]
     got = GPU.softmax_xent_bwd(cupy.asarray(p)[:, ::-1][:, ::-1], cupy.asarray(target), dev)
     assert got.dtype == np.dtype(dtype)
     np.testing.assert_allclose(cupy.asnumpy(got).astype(np.float64), want.astype(np.float64),

@@ -6,13 +6,17 @@ the handle's stream on every call, and cublasSetStream also resets the handle's 
 one cuBLAS allocates itself. Here one handle per device is bound to a stream once, with a
 workspace allocated up front, and rebound only when the current stream changes outside capture.
 Row-major products are computed as the column-major product of the transposes, with transposed
-(column-major) operands passed as cuBLAS transpose flags instead of copies.
+(column-major) operands passed as cuBLAS transpose flags and row-padded ones (a slice of a
+wider matrix) with their leading dimension, instead of copies. Sizes, leading dimensions and
+batch counts go through cuBLAS's `_64` entry points (cuBLAS 12 and later), so none wraps at
+2**31 (the plain ones take C int).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 import os
 from typing import Any
 
@@ -23,6 +27,14 @@ _CUDA_R_16F = 2
 _CUBLAS_COMPUTE_32F = 68
 _CUBLAS_GEMM_DEFAULT = -1
 _WORKSPACE_BYTES = 32 * 1024 * 1024  # cuBLAS's recommendation for Hopper
+
+# Argument types of the _64 entry points, as declared in cublas_api.h of cuBLAS 12.9 and 13.10:
+# sizes, leading dimensions and the batch count int64_t, strides long long, enums int.
+_vp, _i32, _i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
+_GEMM_ARGTYPES = [_vp, _i32, _i32, _i64, _i64, _i64, _vp, _vp, _i64, _i64, _vp, _i64, _i64,
+                  _vp, _vp, _i64, _i64, _i64]
+_GEMM_EX_ARGTYPES = [_vp, _i32, _i32, _i64, _i64, _i64, _vp, _vp, _i32, _i64, _i64, _vp, _i32,
+                     _i64, _i64, _vp, _vp, _i32, _i64, _i64, _i64, _i32, _i32]
 
 
 def _load_library(cupy: Any) -> ctypes.CDLL:
@@ -50,6 +62,14 @@ class Cublas:
     def __init__(self, cupy: Any) -> None:
         self._cupy = cupy
         self._lib = lib = _load_library(cupy)
+        for name, argtypes in (("cublasSgemmStridedBatched_64", _GEMM_ARGTYPES),
+                               ("cublasDgemmStridedBatched_64", _GEMM_ARGTYPES),
+                               ("cublasGemmStridedBatchedEx_64", _GEMM_EX_ARGTYPES)):
+            try:
+                getattr(lib, name).argtypes = argtypes
+            except AttributeError:
+                raise RuntimeError(f"{lib._name} has no {name}: cuBLAS 12 or newer is needed "
+                                   "(install the nvidia-cublas wheel matching your CuPy)") from None
         self._handle = ctypes.c_void_p()
         self._check(lib.cublasCreate_v2(ctypes.byref(self._handle)), "cublasCreate")
         self._workspace = cupy.empty(_WORKSPACE_BYTES, dtype=np.uint8)
@@ -58,13 +78,6 @@ class Cublas:
                        np.dtype(np.float32): ctypes.c_float(1.0),
                        np.dtype(np.float16): ctypes.c_float(1.0)}
         self._beta = {k: type(v)(0.0) for k, v in self._alpha.items()}
-        i64, i32, vp = ctypes.c_longlong, ctypes.c_int, ctypes.c_void_p
-        for name in ("cublasSgemmStridedBatched", "cublasDgemmStridedBatched"):
-            getattr(lib, name).argtypes = [vp, i32, i32, i32, i32, i32, vp, vp, i32, i64, vp,
-                                           i32, i64, vp, vp, i32, i64, i32]
-        lib.cublasGemmStridedBatchedEx.argtypes = [
-            vp, i32, i32, i32, i32, i32, vp, vp, i32, i32, i64, vp, i32, i32, i64, vp, vp, i32,
-            i32, i64, i32, i32, i32]
 
     def _check(self, status: int, what: str) -> None:
         if status != 0:
@@ -101,58 +114,70 @@ class Cublas:
                 raise RuntimeError("cuBLAS is bound to another stream than the capturing one; "
                                    "capture through tg.cuda.CUDAGraph")
             self.bind(stream)
-        count = int(np.prod(batch)) if batch else 1
+        count = math.prod(batch)
         a, op_a, lda, stride_a = _operand(cupy, a, batch)
         b, op_b, ldb, stride_b = _operand(cupy, b, batch)
-        args = (self._handle, op_b, op_a, n, m, k, ctypes.byref(self._alpha[dtype]),
-                b.data.ptr, ldb, stride_b, a.data.ptr, lda, stride_a,
-                ctypes.byref(self._beta[dtype]), out.data.ptr, n, m * n, count)
-        if dtype == np.float32:
-            status = self._lib.cublasSgemmStridedBatched(*args)
-        elif dtype == np.float64:
-            status = self._lib.cublasDgemmStridedBatched(*args)
-        else:  # float16 storage, float32 accumulation
-            h, oa, ob, n_, m_, k_, alpha, pb, ldb_, sb, pa, lda_, sa, beta, pc, ldc, sc, cnt = args
-            status = self._lib.cublasGemmStridedBatchedEx(
-                h, oa, ob, n_, m_, k_, alpha, pb, _CUDA_R_16F, ldb_, sb, pa, _CUDA_R_16F, lda_,
-                sa, beta, pc, _CUDA_R_16F, ldc, sc, cnt, _CUBLAS_COMPUTE_32F,
-                _CUBLAS_GEMM_DEFAULT)
+        alpha, beta = ctypes.byref(self._alpha[dtype]), ctypes.byref(self._beta[dtype])
+        if dtype == np.float16:  # float16 storage, float32 accumulation
+            status = self._lib.cublasGemmStridedBatchedEx_64(
+                self._handle, op_b, op_a, n, m, k, alpha, b.data.ptr, _CUDA_R_16F, ldb,
+                stride_b, a.data.ptr, _CUDA_R_16F, lda, stride_a, beta, out.data.ptr,
+                _CUDA_R_16F, n, m * n, count, _CUBLAS_COMPUTE_32F, _CUBLAS_GEMM_DEFAULT)
+        else:
+            gemm = (self._lib.cublasSgemmStridedBatched_64 if dtype == np.float32
+                    else self._lib.cublasDgemmStridedBatched_64)
+            status = gemm(self._handle, op_b, op_a, n, m, k, alpha, b.data.ptr, ldb, stride_b,
+                          a.data.ptr, lda, stride_a, beta, out.data.ptr, n, m * n, count)
         self._check(status, "cuBLAS gemm")
         return out
 
 
 def _operand(cupy: Any, x: Any, batch: tuple[int, ...]) -> tuple[Any, int, int, int]:
-    """(array, transpose flag, leading dimension, batch stride in elements) for one operand.
-    Row-major matrices go as they are (flag N for the transposed product); column-major ones
-    (a .mT view) with flag T; anything else, or irregular batch strides, is copied first."""
-    rows, cols = x.shape[-2:]
-    item = x.itemsize
-    stride_r, stride_c = x.strides[-2:]
-    row_major = stride_c == item and (rows == 1 or stride_r == cols * item)
-    col_major = stride_r == item and (cols == 1 or stride_c == rows * item)
-    batch_stride = _batch_stride(x, batch, item)
-    if not (row_major or col_major) or batch_stride is None:
-        x = cupy.ascontiguousarray(cupy.broadcast_to(x, batch + (rows, cols)))
-        row_major, batch_stride = True, (rows * cols if batch else 0)
-    if row_major:
-        return x, _OP_N, max(cols, 1), batch_stride
-    return x, _OP_T, max(rows, 1), batch_stride
+    """(array, transpose flag, leading dimension, batch stride in elements) for one operand,
+    copied to a contiguous array first only when its layout has no cuBLAS description."""
+    layout = _layout(x.shape, x.strides, x.itemsize, batch)
+    if layout is None:
+        x = cupy.ascontiguousarray(cupy.broadcast_to(x, batch + x.shape[-2:]))
+        layout = _layout(x.shape, x.strides, x.itemsize, batch)
+    return (x, *layout)
 
 
-def _batch_stride(x: Any, batch: tuple[int, ...], item: int) -> int | None:
-    """One stride (in elements) that steps through x's matrices in batch order, or None."""
-    if not batch:
-        return 0
-    lead = len(batch) - (x.ndim - 2)
-    shape = (1,) * lead + x.shape[:-2]
-    strides = (0,) * lead + x.strides[:-2]
-    if all(s == 0 or n == 1 for n, s in zip(shape, strides)):
-        return 0  # every batch entry is the same matrix
-    if shape != batch:
+def _layout(shape: tuple[int, ...], strides: tuple[int, ...], item: int,
+            batch: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """(transpose flag, leading dimension, batch stride), in elements, of the matrices of an
+    array of this shape and byte strides, broadcast to `batch`; None when cuBLAS cannot read
+    it in place. Row-major matrices (unit steps along a row) go with flag N for the transposed
+    product, column-major ones (a .mT view) with flag T; the step between rows (or columns) is
+    the leading dimension, so a row-padded slice needs no copy."""
+    if any(s % item for s in strides):
         return None
-    expected = x.shape[-2] * x.shape[-1] * item
-    for n, s in zip(reversed(shape), reversed(strides)):
-        if n != 1 and s != expected:
+    rows, cols = shape[-2:]
+    step_r, step_c = strides[-2] // item, strides[-1] // item
+    if (cols == 1 or step_c == 1) and (rows == 1 or step_r >= cols):
+        flag, ld = _OP_N, step_r if rows > 1 else cols
+    elif (rows == 1 or step_r == 1) and (cols == 1 or step_c >= rows):
+        flag, ld = _OP_T, step_c if cols > 1 else rows
+    else:
+        return None
+    stride = _batch_stride(shape[:-2], strides[:-2], item, batch)
+    return None if stride is None else (flag, max(ld, 1), stride)
+
+
+def _batch_stride(shape: tuple[int, ...], strides: tuple[int, ...], item: int,
+                  batch: tuple[int, ...]) -> int | None:
+    """One stride (in elements, 0 for a broadcast matrix) that steps through the matrices in
+    the order of `batch`, or None."""
+    lead = len(batch) - len(shape)
+    steps = []  # (count, element stride) of each batch dim that moves
+    for d, count in enumerate(batch):
+        if count == 1:
+            continue
+        own = d - lead
+        broadcast = own < 0 or shape[own] == 1
+        steps.append((count, 0 if broadcast else strides[own] // item))
+    if all(step == 0 for _, step in steps):
+        return 0
+    for (_, outer), (count, inner) in zip(steps, steps[1:]):
+        if outer != inner * count:
             return None
-        expected *= n
-    return x.shape[-2] * x.shape[-1]
+    return steps[-1][1] if steps[-1][1] > 0 else None

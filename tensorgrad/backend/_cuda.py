@@ -17,7 +17,12 @@ from . import Backend, CaptureError
 
 
 def probe() -> str | None:
-    """Why CUDA is unusable, or None. Imports CuPy, so it runs only when CUDA is asked for."""
+    """Why CUDA is unusable, or None. Imports CuPy, so it runs only when CUDA is asked for.
+
+    A GPU and a driver are not enough: every op compiles kernels with NVRTC (which needs the
+    CUDA headers) and matrix products call cuBLAS, and CuPy's wheels bring neither (its `ctk`
+    extra or a CUDA toolkit does). Each is tried here so the first op cannot be the one to fail.
+    """
     try:
         import cupy
     except ImportError as err:
@@ -29,11 +34,34 @@ def probe() -> str | None:
         return f"no usable CUDA driver ({type(err).__name__}: {err})"
     if count == 0:
         return "no GPU was found by the CUDA driver"
+    fix = ("install tensorgrad-engine[cuda12] or [cuda13], which bring CuPy's 'ctk' extra (the "
+           "NVIDIA wheels), or a CUDA toolkit that CuPy finds")
+    try:
+        cupy.cuda.nvrtc.getVersion()
+    except Exception as err:  # the library is loaded on this first call
+        return f"NVRTC, CUDA's runtime compiler, cannot be loaded ({err}); {fix}"
+    try:
+        with cupy.cuda.Device(0):
+            _probe_kernel(cupy)(cupy.zeros(1, dtype=np.float16))
+    except Exception as err:
+        return f"CuPy cannot compile a kernel ({type(err).__name__}: {err}); {fix}"
+    try:
+        from ._cublas import _load_library
+
+        with cupy.cuda.Device(0):
+            _load_library(cupy)
+    except Exception as err:
+        return f"cuBLAS cannot be loaded ({type(err).__name__}: {err}); {fix}"
     return None
 
 
+def _probe_kernel(cupy: Any) -> Any:
+    """A float16 copy: compiling it needs NVRTC and the CUDA headers (cuda_fp16.h)."""
+    return cupy.ElementwiseKernel("T x", "T y", "y = x", "tg_probe")
+
+
 class CudaBackend(Backend):
-    __slots__ = ("_cupy", "_device_ctx", "_rng", "_retired_rngs", "_cublas")
+    __slots__ = ("_cupy", "_device_ctx", "_rng", "_cublas")
 
     def __init__(self, device: Device) -> None:
         import cupy
@@ -53,7 +81,6 @@ class CudaBackend(Backend):
         self.switch = None if count == 1 else (lambda: cupy.cuda.Device(device.index))
         self.capturing = False
         self._cublas = None
-        self._retired_rngs: list[Any] = []
         with self._device_ctx:
             self._rng = cupy.random.default_rng()
 
@@ -112,19 +139,19 @@ class CudaBackend(Backend):
         pass  # reading ok() would wait for the GPU on every call (see Backend.check)
 
     def synchronize(self) -> None:
-        with self._device_ctx:
-            self._cupy.cuda.get_current_stream().synchronize()
+        # Every stream of the device (graph replays, other libraries' streams), not only the
+        # current one.
+        self._device_ctx.synchronize()
 
     def scatter_add(self, target: Any, index: Any, values: Any) -> None:
-        import cupyx
-
-        cupyx.scatter_add(target, index, values)
+        self._cupy.add.at(target, index, values)  # cupyx.scatter_add is deprecated in CuPy 14
 
     def manual_seed(self, seed: int) -> None:
+        # CuPy has no public way to reseed a Generator, so this makes a new one (XORWOW: about
+        # 12 MiB of states on an H200) and drops ours. Graphs captured earlier hold the pointer
+        # to the old one's states: each CudaGraph keeps the generator it captured alive, so
+        # memory is bounded by the live graphs and replays never read freed memory.
         with self._device_ctx:
-            # CUDA graphs captured earlier hold pointers into the old generator's state: keep
-            # it alive rather than let replays read freed memory.
-            self._retired_rngs.append(self._rng)
             self._rng = self._cupy.random.default_rng(seed)
 
     def random(self) -> Any:
@@ -142,6 +169,7 @@ class CudaGraph:
             self._stream = cupy.cuda.Stream(non_blocking=True)
         self._pool = cupy.cuda.MemoryPool()
         self._graph: Any = None
+        self._generator: Any = None  # the random generator a capture drew from, kept alive
 
     @contextlib.contextmanager
     def capture(self) -> Iterator[CudaGraph]:
@@ -156,6 +184,7 @@ class CudaGraph:
             # Created (on first use) outside the graph's pool: the handle's workspace outlives
             # this graph and serves eager products and other graphs too.
             cublas = backend.cublas()
+            self._generator = backend.random()
             with self._stream, cupy.cuda.using_allocator(self._pool.malloc):
                 cublas.bind(self._stream)
                 self._stream.begin_capture()
