@@ -8,7 +8,7 @@ from typing import Any
 from .._creation import empty
 from .._tensor import Tensor
 from . import functional as F
-from .linear import _reset_affine
+from .linear import _check_dtype, _reset_affine
 from .module import Module, Parameter
 
 
@@ -47,6 +47,7 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d: expected input (N, {self.in_channels}, H, W) or "
                              f"({self.in_channels}, H, W) with {self.in_channels} channels, "
                              f"got input of shape {tuple(input.shape)}")
+        _check_dtype("Conv2d", input, self.weight)
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding,
                         self.dilation)
 

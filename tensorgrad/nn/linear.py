@@ -22,6 +22,24 @@ def _reset_affine(weight: Tensor, bias: Tensor | None, fan_in: int) -> None:
         init.uniform_(bias, -bound, bound)
 
 
+def _check_dtype(layer: str, input: Tensor, param: Tensor | None, half_input: bool = False
+                 ) -> None:
+    """Refuse an input of another dtype than the layer's parameters, as PyTorch does: a layer
+    never converts its input, so a float64 batch into a float32 layer is a bug to report, not
+    a float64 result to hand back. half_input lets float16 into float32 layers (the norms'
+    mixed precision, which PyTorch allows)."""
+    if param is None or input.dtype == param.dtype:
+        return
+    if half_input and input.dtype.name == "float16" and param.dtype.name == "float32":
+        return
+    fix = f"pass input.to(tg.{param.dtype.name})"
+    if input.dtype.is_floating_point:
+        fix += f", or convert the layer with .to(tg.{input.dtype.name})"
+    raise TypeError(f"{layer}: input is {input.dtype.name} but the layer's parameters are "
+                    f"{param.dtype.name}; a layer does not convert its input (as in PyTorch): "
+                    f"{fix}")
+
+
 class Identity(Module):
     """Returns its input, as torch.nn.Identity."""
 
@@ -61,6 +79,7 @@ class Linear(Module):
         if input.ndim == 0 or input.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected input with {self.in_features} features in its "
                              f"last dim, got input of shape {tuple(input.shape)}")
+        _check_dtype("Linear", input, self.weight)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -96,6 +115,7 @@ class Maxout(Module):
         if input.ndim == 0 or input.shape[-1] != self.in_features:
             raise ValueError(f"Maxout: expected input with {self.in_features} features in its "
                              f"last dim, got input of shape {tuple(input.shape)}")
+        _check_dtype("Maxout", input, self.weight)
         z = F.linear(input, self.weight, self.bias)
         z = z.reshape(*input.shape[:-1], self.out_features, self.pieces)
         return z.max(dim=-1).values

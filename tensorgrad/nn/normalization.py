@@ -11,7 +11,14 @@ from .._tensor import Tensor
 from ..autograd import no_grad
 from . import functional as F
 from . import init
+from .linear import _check_dtype
 from .module import Module, Parameter
+
+
+def _as_input_dtype(y: Tensor, input: Tensor) -> Tensor:
+    """A float16 input through float32 parameters is computed in float32 and rounded once to
+    float16, as PyTorch's mixed-precision norms return it."""
+    return y if y.dtype == input.dtype else y.to(input.dtype)
 
 
 class _BatchNorm(Module):
@@ -71,6 +78,8 @@ class _BatchNorm(Module):
         if input.shape[1] != self.num_features:
             raise ValueError(f"{name}: expected input with {self.num_features} features in dim "
                              f"1, got input of shape {tuple(input.shape)}")
+        _check_dtype(name, input, self.running_mean if self.weight is None else self.weight,
+                     half_input=True)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             with no_grad():
@@ -79,9 +88,10 @@ class _BatchNorm(Module):
                 factor = 1.0 / float(self.num_batches_tracked.item())
         use_batch = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
-        return F.batch_norm(input, self.running_mean if track else None,
-                            self.running_var if track else None, self.weight, self.bias,
-                            use_batch, factor, self.eps)
+        y = F.batch_norm(input, self.running_mean if track else None,
+                         self.running_var if track else None, self.weight, self.bias,
+                         use_batch, factor, self.eps)
+        return _as_input_dtype(y, input)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
@@ -124,7 +134,9 @@ class LayerNorm(Module):
             self.register_parameter("bias", None)
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+        _check_dtype("LayerNorm", input, self.weight, half_input=True)
+        y = F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+        return _as_input_dtype(y, input)
 
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "

@@ -315,3 +315,41 @@ def test_embedding_refuses_indices_out_of_range_on_the_cpu() -> None:
         with pytest.raises(IndexError, match=rf"embedding: index {bad} is out of range for 5"):
             table(tg.tensor(index))
     assert table(tg.tensor([0, 4])).shape == (2, 2)
+
+
+@pytest.mark.parametrize("make, shape, name", [
+    (lambda: nn.Linear(4, 3), (2, 4), "Linear"),
+    (lambda: nn.Maxout(4, 2, 3), (2, 4), "Maxout"),
+    (lambda: nn.Conv2d(1, 2, 3), (1, 1, 5, 5), "Conv2d"),
+    (lambda: nn.BatchNorm1d(4), (3, 4), "BatchNorm1d"),
+    (lambda: nn.BatchNorm2d(1, affine=False), (2, 1, 3, 3), "BatchNorm2d"),
+    (lambda: nn.LayerNorm(4), (2, 4), "LayerNorm"),
+])
+def test_layers_refuse_an_input_of_another_dtype(make: Any, shape: tuple[int, ...], name: str,
+                                                 device: str) -> None:
+    # PyTorch raises ("mat1 and mat2 must have the same dtype"); returning float64 from a
+    # float32 layer would hide the mix-up.
+    layer = make().to(device)
+    x = tg.randn(*shape, dtype=tg.float64, device=device)
+    with pytest.raises(TypeError, match=rf"{name}: input is float64 but the layer's parameters "
+                                        r"are float32.*input.to\(tg.float32\).*"
+                                        r"\.to\(tg.float64\)"):
+        layer(x)
+    assert layer.to(tg.float64)(x).dtype is tg.float64
+
+
+def test_linear_refuses_integer_input_without_suggesting_an_integer_layer() -> None:
+    with pytest.raises(TypeError, match=r"input is int64 .* pass input.to\(tg.float32\)$"):
+        nn.Linear(2, 1)(tg.tensor([[1, 2]]))
+
+
+@pytest.mark.parametrize("make", [lambda: nn.LayerNorm(4), lambda: nn.BatchNorm1d(4)])
+def test_norms_take_float16_input_with_float32_parameters_as_pytorch(make: Any) -> None:
+    torch = pytest.importorskip("torch")
+    tg.manual_seed(0)
+    layer = make()
+    ref = (torch.nn.LayerNorm(4) if isinstance(layer, nn.LayerNorm) else torch.nn.BatchNorm1d(4))
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float16)
+    out, expected = layer(tg.tensor(x)), ref(torch.from_numpy(x))
+    assert out.dtype is tg.float16 and expected.dtype == torch.float16
+    np.testing.assert_array_equal(out.numpy(), expected.detach().numpy())

@@ -259,7 +259,7 @@ def test_sequential_and_module_list_behave_like_lists() -> None:
 def test_gradient_accumulation_over_micro_batches_equals_one_batch(
         rng: np.random.Generator) -> None:
     tg.manual_seed(0)
-    net = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+    net = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).to(tg.float64)
     x = tg.tensor(rng.standard_normal((8, 5)))
     y = tg.tensor(rng.integers(0, 3, 8))
     nn.functional.cross_entropy(net(x), y).backward()
