@@ -649,7 +649,7 @@ class Tensor:
         return _shape.reshape(self, *shape)
 
     def view(self, *shape: Any) -> Tensor:
-        return _shape.reshape(self, *shape)
+        return _shape.view(self, *shape)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         return _shape.flatten(self, start_dim, end_dim)
@@ -658,6 +658,9 @@ class Tensor:
         return _shape.transpose(self, dim0, dim1)
 
     def t(self) -> Tensor:
+        if self.ndim > 2:
+            raise ValueError(f"t() expects a tensor with at most 2 dims, got shape {self.shape}; "
+                             "use transpose(dim0, dim1) or .mT")
         return _shape.transpose(self, 0, 1) if self.ndim == 2 else self
 
     def permute(self, *dims: Any) -> Tensor:

@@ -247,3 +247,36 @@ def test_max_and_argmax_over_an_empty_dim_name_it(device: str) -> None:
 def test_bitwise_operators_refuse_floats(op, device: str) -> None:
     with pytest.raises(TypeError, match=r"bitwise_\w+ \(.\) needs integer or bool.*float32"):
         op(tg.ones(2, device=device))
+
+
+def test_view_of_non_contiguous_memory_raises_and_points_to_reshape(device: str) -> None:
+    """view used to copy silently here, so writes through the "view" were lost."""
+    x = tg.zeros(2, 3, device=device)
+    with pytest.raises(RuntimeError, match=r"view.*\(3, 2\).*not contiguous.*\(6,\).*reshape"):
+        x.t().view(6)
+    with pytest.raises(RuntimeError, match=r"reshape"):
+        x[:, :2].view(4)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda x: x.reshape(1.9, 4), TypeError, r"reshape: expected ints, got \(1.9, 4\)"),
+    (lambda x: x.view(2.0, -1), TypeError, r"view: expected ints"),
+    (lambda x: x.permute(1.0, 0), TypeError, r"permute: expected ints"),
+    (lambda x: x.reshape(-2, -6), ValueError, r"cannot reshape.*\(-2, -6\)"),
+    (lambda x: x.split([6, -2]), ValueError, r"split: section sizes must not be negative"),
+    (lambda x: x.expand(-1, -1, 3), ValueError, r"expand: size -1 at dim 0 .*not allowed"),
+    (lambda x: x.expand(2, -2), ValueError, r"expand: size -2 at dim 1"),
+    (lambda x: x.t().t().t().transpose(6, 0), IndexError, r"transpose: dim 6 is out of range"),
+    (lambda x: x[0].transpose(6, 0), IndexError, r"transpose: dim 6 .*\[-1, 0\]"),
+    (lambda x: x[0, 0].transpose(1, 0), IndexError, r"transpose: dim 1 .*\[-1, 0\]"),
+    (lambda x: x[0, 0].flatten(2), IndexError, r"flatten: dim 2 .*\[-1, 0\]"),
+    (lambda x: x[0, 0].flatten(0, -2), IndexError, r"flatten: dim -2"),
+    (lambda x: x[0, 0].squeeze(3), IndexError, r"squeeze: dim 3 is out of range"),
+    (lambda x: x[None].t(), ValueError, r"t\(\) expects a tensor with at most 2 dims"),
+], ids=["reshape_float", "view_float", "permute_float", "reshape_negative", "split_negative",
+        "expand_new_dim_keep", "expand_negative", "transpose_2d", "transpose_1d", "transpose_0d",
+        "flatten_0d", "flatten_0d_end", "squeeze_0d", "t_3d"])
+def test_invalid_shape_arguments_raise(call, error: type, message: str, device: str) -> None:
+    """Each was accepted (truncated, ignored or read as a size) before, as PyTorch refuses."""
+    with pytest.raises(error, match=message):
+        call(tg.zeros(2, 2, device=device))

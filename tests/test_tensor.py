@@ -358,3 +358,21 @@ def test_bitwise_operators_match_torch(op, dtype: str, device: str) -> None:
     ref = op(torch.from_numpy(a), torch.from_numpy(b))
     assert ours.dtype.name == str(ref.dtype).removeprefix("torch.")
     np.testing.assert_array_equal(ours.numpy(), ref.numpy())
+
+
+def test_view_shares_memory_when_strides_allow(device: str) -> None:
+    x = tg.zeros(4, 6, device=device)
+    v = x[:, :2].view(2, 2, 2)  # not contiguous, but its rows regroup without a copy
+    v[1, 0, 1] = 5.0
+    assert x[2, 1].item() == 5.0
+    w = x.t().view(6, 2, 2)  # splits a dim of the transpose: still a view
+    w[0, 1, 0] = 7.0  # x.t()[0, 2]
+    assert x[2, 0].item() == 7.0
+    assert x.view(-1).shape == (24,) and tg.zeros((), device=device).view(1, 1).shape == (1, 1)
+
+
+@pytest.mark.parametrize("shape, dim", [((0,), 0), ((0, 2), 0), ((2, 0), 1)])
+def test_chunk_of_an_empty_dim_gives_that_many_chunks(shape: tuple[int, ...], dim: int,
+                                                      device: str) -> None:
+    pieces = tg.zeros(*shape, device=device).chunk(3, dim)
+    assert [p.shape for p in pieces] == [shape] * 3  # as PyTorch; one piece before

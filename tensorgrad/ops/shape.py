@@ -4,6 +4,7 @@ cat stack split chunk pad. Each backward undoes its forward's rearrangement of t
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,10 +16,44 @@ from ..autograd._op import Op
 from ._broadcast import normalize_dim, normalize_dims, sum_to
 
 
-def _shape_args(shape: tuple[Any, ...]) -> tuple[int, ...]:
+def _shape_args(shape: tuple[Any, ...], what: str) -> tuple[int, ...]:
+    """Sizes or dims given as separate ints or as one sequence; a float is refused rather than
+    truncated (reshape(1.9, 4) is not reshape(1, 4))."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    return tuple(int(n) for n in shape)
+    try:
+        return tuple(operator.index(n) for n in shape)
+    except TypeError:
+        raise TypeError(f"{what}: expected ints, got {shape!r}") from None
+
+
+def _viewable(shape: tuple[int, ...], strides: tuple[int, ...], target: tuple[int, ...]
+              ) -> bool:
+    """Whether memory of `shape` and `strides` can be read as `target` without a copy, as
+    PyTorch's view decides: the dims split into runs that are contiguous with each other, and
+    the target's sizes must regroup into the same runs in order."""
+    if math.prod(shape) == 0:
+        return True
+    runs: list[int] = []
+    outer = None
+    for n, stride in zip(shape, strides):
+        if n == 1:  # a size-1 dim's stride never matters
+            continue
+        if runs and outer == stride * n:
+            runs[-1] *= n
+        else:
+            runs.append(n)
+        outer = stride
+    sizes = [n for n in target if n != 1]
+    i = 0
+    for run in runs:
+        total = 1
+        while total < run and i < len(sizes):
+            total *= sizes[i]
+            i += 1
+        if total != run:
+            return False
+    return i == len(sizes)
 
 
 class Reshape(Op):
@@ -97,9 +132,8 @@ class Pad(Op):
         return gy[index]
 
 
-def reshape(x: Tensor, *shape: Any) -> Tensor:
-    """The same elements in a new shape (one entry may be -1), as torch.reshape."""
-    target = _shape_args(shape)
+def _target_shape(x: Tensor, shape: tuple[Any, ...], what: str) -> tuple[int, ...]:
+    target = _shape_args(shape, what)
     size = x._data.size
     known = math.prod(n for n in target if n != -1)
     if target.count(-1) > 1 or any(n < -1 for n in target) or (
@@ -108,17 +142,36 @@ def reshape(x: Tensor, *shape: Any) -> Tensor:
                          f"shape {target}")
     if -1 in target:
         target = tuple(size // known if n == -1 else n for n in target)
+    return target
+
+
+def reshape(x: Tensor, *shape: Any) -> Tensor:
+    """The same elements in a new shape (one entry may be -1), as torch.reshape: a view when
+    the memory allows, else a copy."""
+    target = _target_shape(x, shape, "reshape")
     if target == x.shape:
         return x
     return Reshape.apply(x, shape=target)
 
 
-view = reshape
+def view(x: Tensor, *shape: Any) -> Tensor:
+    """The same memory read in a new shape, as torch.Tensor.view; raises where that needs a
+    copy (a transposed tensor, most strided slices), so writes through it always reach x."""
+    target = _target_shape(x, shape, "view")
+    if not _viewable(x.shape, x._data.strides, target):
+        raise RuntimeError(f"view: a tensor of shape {x.shape} whose memory is not contiguous "
+                           f"(strides {x._data.strides} in bytes) cannot be viewed as shape "
+                           f"{target} without a copy; use .reshape(), which copies when needed")
+    if target == x.shape:
+        return x
+    return Reshape.apply(x, shape=target)
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge dims start_dim..end_dim into one, as torch.flatten."""
     if x.ndim == 0:
+        normalize_dim(start_dim, 1, "flatten")  # a 0-d tensor takes dims -1 and 0, as PyTorch
+        normalize_dim(end_dim, 1, "flatten")
         return reshape(x, 1)
     start = normalize_dim(start_dim, x.ndim, "flatten")
     end = normalize_dim(end_dim, x.ndim, "flatten")
@@ -129,7 +182,7 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
 def permute(x: Tensor, *dims: Any) -> Tensor:
     """Reorder the axes, as torch.permute."""
-    order = _shape_args(dims)
+    order = _shape_args(dims, "permute")
     if sorted(normalize_dims(order, x.ndim, "permute")) != list(range(x.ndim)) or \
             len(order) != x.ndim:
         raise ValueError(f"permute: {order} is not an ordering of the {x.ndim} axes of a "
@@ -142,9 +195,10 @@ def permute(x: Tensor, *dims: Any) -> Tensor:
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     """Swap two axes, as torch.transpose."""
+    ndim = max(x.ndim, 1)  # 0-d and 1-d tensors take dims -1 and 0, as PyTorch
+    a, b = normalize_dim(dim0, ndim, "transpose"), normalize_dim(dim1, ndim, "transpose")
     if x.ndim < 2:
         return x
-    a, b = normalize_dim(dim0, x.ndim, "transpose"), normalize_dim(dim1, x.ndim, "transpose")
     order = list(range(x.ndim))
     order[a], order[b] = order[b], order[a]
     return permute(x, *order)
@@ -152,7 +206,7 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
 
 def squeeze(x: Tensor, dim: Any = None) -> Tensor:
     """Drop axes of size 1 (all, or those in dim), as torch.squeeze."""
-    dims = normalize_dims(dim, x.ndim, "squeeze") if x.ndim else ()
+    dims = normalize_dims(dim, x.ndim, "squeeze")
     return reshape(x, tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1)))
 
 
@@ -164,10 +218,14 @@ def unsqueeze(x: Tensor, dim: int) -> Tensor:
 
 def expand(x: Tensor, *shape: Any) -> Tensor:
     """Broadcast to a larger shape (-1 keeps a size) without copying, as torch.expand."""
-    target = _shape_args(shape)
+    target = _shape_args(shape, "expand")
     lead = len(target) - x.ndim
     if lead < 0:
         raise ValueError(f"expand: cannot expand shape {x.shape} to fewer dims {target}")
+    for i, n in enumerate(target):
+        if n < -1 or (n == -1 and i < lead):
+            raise ValueError(f"expand: size {n} at dim {i} of {target} is not allowed (-1 "
+                             f"keeps one of the {x.ndim} existing sizes of shape {x.shape})")
     full = tuple(x.shape[i - lead] if n == -1 else n for i, n in enumerate(target))
     return broadcast_to(x, full)
 
@@ -232,7 +290,9 @@ def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor,
             raise ValueError(f"split: split size must be positive, got {step}")
         sizes = [min(step, n - i) for i in range(0, n, step)] or [0]
     else:
-        sizes = [int(s) for s in split_size_or_sections]
+        sizes = list(_shape_args((split_size_or_sections,), "split"))
+        if any(size < 0 for size in sizes):
+            raise ValueError(f"split: section sizes must not be negative, got {sizes}")
         if sum(sizes) != n:
             raise ValueError(f"split: sections {sizes} do not add up to the size {n} of dim {dim}")
     pieces, start = [], 0
@@ -246,8 +306,11 @@ def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     """Split into `chunks` pieces of equal size (the last may be smaller), as torch.chunk."""
     if chunks <= 0:
         raise ValueError(f"chunk: chunks must be positive, got {chunks}")
-    n = x.shape[normalize_dim(dim, x.ndim, "chunk")]
-    return split(x, max(math.ceil(n / chunks), 1), dim)
+    d = normalize_dim(dim, x.ndim, "chunk")
+    n = x.shape[d]
+    if n == 0:  # as PyTorch: `chunks` empty pieces
+        return split(x, [0] * chunks, d)
+    return split(x, math.ceil(n / chunks), d)
 
 
 def pad(x: Tensor, pad: Sequence[int], mode: str = "constant", value: float = 0.0) -> Tensor:
