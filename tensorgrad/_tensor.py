@@ -19,7 +19,7 @@ from ._dtype import DType, as_dtype, from_numpy_dtype, result_type
 class Tensor:
     """An n-dimensional array on a device that records the ops applied to it."""
 
-    __slots__ = ("_data", "_backend", "_requires_grad", "grad", "_grad_fn", "_out_idx",
+    __slots__ = ("_data", "_backend", "_requires_grad", "_grad", "_grad_fn", "_out_idx",
                  "_version", "_hooks", "__weakref__")
 
     __array_priority__ = 1000  # so ndarray + Tensor defers to Tensor.__radd__
@@ -35,7 +35,7 @@ class Tensor:
         from_numpy_dtype(self._data.dtype)  # refuses unsupported element types by name
         self._backend = backend
         self._requires_grad = False
-        self.grad: Tensor | None = None
+        self._grad: Tensor | None = None
         self._grad_fn = None
         self._out_idx = 0
         # [count of in-place changes], shared by views of one memory; a recorded view appends
@@ -53,7 +53,7 @@ class Tensor:
         t._data = data
         t._backend = backend
         t._requires_grad = requires_grad
-        t.grad = None
+        t._grad = None
         t._grad_fn = grad_fn
         t._out_idx = out_idx
         t._version = [0] if version is None else version
@@ -98,6 +98,30 @@ class Tensor:
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
         self.requires_grad_(value)
+
+    @property
+    def grad(self) -> Tensor | None:
+        """The gradient backward accumulated here (None until then)."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        # Refused as PyTorch does: a later backward would broadcast into a wrong-shaped .grad
+        # (a (1,) gradient of a 3-vector became [3, 3, 3]) or add in another dtype.
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad must be a Tensor or None, got "
+                                f"{type(value).__name__}")
+            if value.shape != self.shape:
+                raise RuntimeError(f"assigned grad has shape {value.shape}, but the tensor has "
+                                   f"shape {self.shape}")
+            if value._data.dtype != self._data.dtype:
+                raise RuntimeError(f"assigned grad has dtype {value.dtype.name}, but the tensor "
+                                   f"has dtype {self.dtype.name}")
+            if value._backend is not self._backend:
+                raise RuntimeError(f"assigned grad is on {value.device}, but the tensor is on "
+                                   f"{self.device}")
+        self._grad = value
 
     @property
     def is_leaf(self) -> bool:

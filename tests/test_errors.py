@@ -280,3 +280,22 @@ def test_invalid_shape_arguments_raise(call, error: type, message: str, device: 
     """Each was accepted (truncated, ignored or read as a size) before, as PyTorch refuses."""
     with pytest.raises(error, match=message):
         call(tg.zeros(2, 2, device=device))
+
+
+@pytest.mark.parametrize("value, error, message", [
+    (lambda d: tg.ones(1, device=d), RuntimeError, r"grad has shape \(1,\).*shape \(3,\)"),
+    (lambda d: tg.ones(3, 1, device=d), RuntimeError, r"grad has shape \(3, 1\)"),
+    (lambda d: tg.ones(3, dtype=tg.float64, device=d), RuntimeError,
+     r"grad has dtype float64.*float32"),
+    (lambda d: 3.0, TypeError, r"grad must be a Tensor or None, got float"),
+], ids=["shape", "rank", "dtype", "not_a_tensor"])
+def test_assigning_a_wrong_grad_is_refused(value, error: type, message: str,
+                                           device: str) -> None:
+    """A (1,) .grad on a 3-vector was accepted and the next backward broadcast into it."""
+    x = tg.ones(3, device=device, requires_grad=True)
+    with pytest.raises(error, match=message):
+        x.grad = value(device)
+    assert x.grad is None
+    x.grad = tg.ones(3, device=device)  # the right shape and dtype: accumulated into
+    (x * 2.0).sum().backward()
+    assert x.grad.tolist() == [3.0, 3.0, 3.0]

@@ -141,12 +141,12 @@ def _to_leaf(leaf: Tensor, g: Tensor, create_graph: bool, capture: dict[Any, Any
         return
     if not leaf._requires_grad:
         return
-    if leaf.grad is not None:
-        total = leaf.grad + g
-        leaf.grad = total if create_graph else total.detach()
+    if leaf._grad is not None:
+        total = leaf._grad + g
+        leaf._grad = total if create_graph else total.detach()
         return
     if create_graph:
-        leaf.grad = g
+        leaf._grad = g
         return
     data = g._data
     # .grad must own its memory: users and optimizers change it in place, and one gradient
@@ -155,4 +155,4 @@ def _to_leaf(leaf: Tensor, g: Tensor, create_graph: bool, capture: dict[Any, Any
         data = data.copy()
     handed_out.add(id(data))
     keep_alive.append(data)
-    leaf.grad = Tensor._make(data, leaf._backend)
+    leaf._grad = Tensor._make(data, leaf._backend)
