@@ -81,6 +81,7 @@ from .ops.arithmetic import (
     sub,
     where,
 )
+from .ops.attention import tril, triu
 from .ops.conversion import clone
 from .ops.indexing import getitem
 from .ops.linalg import matmul
@@ -141,6 +142,6 @@ __all__ = [
     "prod", "rand", "rand_like", "randint", "randn", "randn_like", "relu", "remainder",
     "reshape", "set_default_device", "set_grad_enabled", "sigmoid", "silu", "sin", "softmax",
     "softplus", "split",
-    "sqrt", "squeeze", "stack", "std", "sub", "sum", "tanh", "tensor", "transpose",
-    "unsqueeze", "utils", "var", "view", "where", "zeros", "zeros_like",
+    "sqrt", "squeeze", "stack", "std", "sub", "sum", "tanh", "tensor", "transpose", "tril",
+    "triu", "unsqueeze", "utils", "var", "view", "where", "zeros", "zeros_like",
 ]

@@ -17,6 +17,7 @@ import numpy as np
 from .._creation import arange, ones, rand
 from .._tensor import Tensor
 from ..autograd import no_grad
+from ..ops import attention as _attention
 from ..ops import linalg as _linalg
 from ..ops.activation import (
     elu,
@@ -297,6 +298,15 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
     return out
 
 
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
+                                 attn_mask: Tensor | None = None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale: float | None = None) -> Tensor:
+    """softmax(q k^T scale + mask) v, as torch.nn.functional.scaled_dot_product_attention:
+    one op that keeps the softmax output for backward, not the scores or a mask copy."""
+    return _attention.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p,
+                                                    is_causal, scale)
+
+
 # ---- losses ---------------------------------------------------------------------------------
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """Squared error, as torch.nn.functional.mse_loss."""
@@ -438,5 +448,5 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
 __all__ = ["avg_pool2d", "batch_norm", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "conv2d", "cross_entropy", "dropout", "elu",
            "embedding", "gelu", "layer_norm", "leaky_relu", "linear", "log_softmax",
-           "max_pool2d", "mse_loss", "nll_loss", "relu", "sigmoid", "silu", "softmax",
-           "softplus", "tanh"]
+           "max_pool2d", "mse_loss", "nll_loss", "relu", "scaled_dot_product_attention",
+           "sigmoid", "silu", "softmax", "softplus", "tanh"]
