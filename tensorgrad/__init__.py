@@ -5,7 +5,7 @@ The public names of the API contract (shared API.md) and nothing else.
 
 from __future__ import annotations
 
-from . import autograd, cuda, data, nn, optim, utils, viz
+from . import autograd, cuda, data, distributed, nn, optim, utils, viz
 from ._creation import (
     arange,
     as_tensor,
@@ -127,7 +127,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Device", "DeviceMismatchError", "DeviceUnavailableError", "DType", "SerializationError",
-    "Tensor", "data", "load", "save", "viz",
+    "Tensor", "data", "distributed", "load", "save", "viz",
     "abs", "add", "all", "amax", "amin", "any", "arange", "argmax", "argmin", "as_tensor",
     "autograd",
     "bool", "broadcast_to", "cat", "chunk", "clamp", "clip", "clone", "cos", "cuda", "device",

@@ -11,6 +11,7 @@ from . import datasets
 from ._dataset import Dataset, IterableDataset, TensorDataset
 from ._loader import DataLoader, default_collate
 from ._worker import WorkerError, WorkerInfo, get_worker_info
+from .distributed import DistributedSampler
 
-__all__ = ["DataLoader", "Dataset", "IterableDataset", "TensorDataset", "WorkerError",
-           "WorkerInfo", "datasets", "default_collate", "get_worker_info"]
+__all__ = ["DataLoader", "Dataset", "DistributedSampler", "IterableDataset", "TensorDataset",
+           "WorkerError", "WorkerInfo", "datasets", "default_collate", "get_worker_info"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .activation import (
     ELU,
     GELU,
@@ -33,5 +33,5 @@ __all__ = [
     "Module", "ModuleDict", "ModuleList", "MultiheadAttention", "NLLLoss", "Parameter", "ReLU",
     "Sequential", "SiLU", "Sigmoid",
     "Softmax", "Softplus", "Tanh", "TransformerEncoder", "TransformerEncoderLayer",
-    "functional", "init", "utils",
+    "functional", "init", "parallel", "utils",
 ]

@@ -1,0 +1,211 @@
+"""Run under mpiexec with 2 ranks: DDP over the ranks, each on its half of every batch, against
+a single process (this rank, without the group) on the whole batch. Prints one `ok <case>` line
+per case on rank 0; any difference raises (and aborts the job). Argument: a folder shared by
+the ranks, for the checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import tensorgrad as tg
+import tensorgrad.distributed as dist
+from tensorgrad.nn.parallel import DistributedDataParallel
+
+STEPS = 4
+BATCH = 8
+
+
+def mlp() -> tg.nn.Module:
+    tg.manual_seed(0)
+    return tg.nn.Sequential(tg.nn.Linear(5, 7), tg.nn.Tanh(), tg.nn.Linear(7, 7), tg.nn.Tanh(),
+                            tg.nn.Linear(7, 3)).double()
+
+
+def data(step: int) -> tuple[tg.Tensor, tg.Tensor]:
+    rng = np.random.default_rng(100 + step)
+    return (tg.tensor(rng.standard_normal((BATCH, 5))),
+            tg.tensor(rng.integers(0, 3, BATCH)))
+
+
+def shard(t: tg.Tensor) -> tg.Tensor:
+    n = BATCH // dist.get_world_size()
+    return t[dist.get_rank() * n:(dist.get_rank() + 1) * n]
+
+
+def train(model, opt, steps, distributed, accumulate=1):
+    for step in range(steps):
+        opt.zero_grad()
+        for micro in range(accumulate):
+            x, y = data(step * accumulate + micro)
+            if distributed:
+                x, y = shard(x), shard(y)
+            local = distributed and micro < accumulate - 1
+            with model.no_sync() if local else contextlib.nullcontext():
+                (tg.nn.functional.cross_entropy(model(x), y) / accumulate).backward()
+        opt.step()
+
+
+def params(model):
+    return [p.numpy().copy() for p in model.parameters()]
+
+
+def same_on_every_rank(arrays, what):
+    for a in arrays:
+        gathered = [tg.zeros(a.shape, dtype=tg.float64) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, tg.tensor(a))
+        for r, g in enumerate(gathered):
+            if not np.array_equal(g.numpy(), a):
+                raise AssertionError(f"{what}: rank {r} differs from rank {dist.get_rank()}")
+
+
+def close(a_list, b_list, what, tol=1e-12):
+    for a, b in zip(a_list, b_list, strict=True):
+        err = np.abs(a - b).max()
+        if not err <= tol:
+            raise AssertionError(f"{what}: DDP and one process differ by {err:.3g}")
+
+
+def case_optimizer(name, make_opt, accumulate=1):
+    ref = mlp()
+    train(ref, make_opt(ref), STEPS, False, accumulate)
+    ddp = DistributedDataParallel(mlp(), bucket_cap_mb=1e-3)  # several buckets
+    train(ddp, make_opt(ddp), STEPS, True, accumulate)
+    close(params(ref), params(ddp.module), name)
+    same_on_every_rank(params(ddp.module), name)
+    report(name)
+
+
+def case_batchnorm():
+    tg.manual_seed(0)
+    model = tg.nn.Sequential(tg.nn.Linear(5, 6), tg.nn.BatchNorm1d(6), tg.nn.ReLU(),
+                             tg.nn.Linear(6, 3)).double()
+    ddp = DistributedDataParallel(model)
+    opt = tg.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
+    bn = model[1]
+    for step in range(STEPS):
+        # What rank 0 holds now is what every rank must start this step's forward from.
+        rank0 = [b.clone() for b in (bn.running_mean, bn.running_var)]
+        for t in rank0:
+            dist.broadcast(t, 0)
+        x, y = data(step)
+        x = shard(x)
+        h = model[0](x).detach().numpy()
+        opt.zero_grad()
+        tg.nn.functional.cross_entropy(ddp(x), shard(y)).backward()
+        opt.step()
+        m = bn.momentum
+        expect_mean = (1 - m) * rank0[0].numpy() + m * h.mean(0)
+        expect_var = (1 - m) * rank0[1].numpy() + m * h.var(0, ddof=1)
+        close([bn.running_mean.numpy(), bn.running_var.numpy()], [expect_mean, expect_var],
+              "batchnorm buffers from rank 0", tol=1e-12)
+        same_on_every_rank(params(model), "batchnorm parameters")
+    report("batchnorm")
+
+
+def case_unused():
+    class TwoHeads(tg.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = tg.nn.Linear(4, 4)
+            self.left = tg.nn.Linear(4, 2)
+            self.right = tg.nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = self.body(x)
+            # Rank 0 uses only the left head, rank 1 only the right one.
+            return self.left(h) if dist.get_rank() == 0 else self.right(h)
+
+    tg.manual_seed(0)
+    ddp = DistributedDataParallel(TwoHeads().double())
+    x = tg.ones(2, 4, dtype=tg.float64)
+    for _ in range(2):  # the second forward checks that the first reduction finished
+        ddp.zero_grad()
+        ddp(x).sum().backward()
+    m = ddp.module
+    grads = {n: p.grad for n, p in m.named_parameters()}
+    assert all(g is not None for g in grads.values()), grads
+    same_on_every_rank([g.numpy() for g in grads.values()], "unused parameters")
+    # Each head's gradient is its one user's, averaged with the other rank's zeros.
+    h = m.body(x).detach()
+    assert np.allclose(grads["left.bias"].numpy(), np.full(2, 2.0) / 2)
+    assert np.allclose(grads["right.weight"].numpy(), h.sum(0).numpy() / 2)
+    report("unused")
+
+
+def case_overlap():
+    tg.manual_seed(0)
+    model = tg.nn.Sequential(tg.nn.Linear(6, 6), tg.nn.ReLU(), tg.nn.Linear(6, 6), tg.nn.ReLU(),
+                             tg.nn.Linear(6, 2)).double()
+    ddp = DistributedDataParallel(model, bucket_cap_mb=1e-4)  # about one layer per bucket
+    events = []
+    real = dist.all_reduce
+
+    def recording(t, *args, **kwargs):
+        events.append("all_reduce started")
+        return real(t, *args, **kwargs)
+
+    dist.all_reduce = recording
+    model[0].weight.register_hook(lambda g: events.append("first layer's gradient"))
+    try:
+        ddp(tg.ones(3, 6, dtype=tg.float64)).sum().backward()
+    finally:
+        dist.all_reduce = real
+    first = events.index("first layer's gradient")
+    assert events.index("all_reduce started") < first, events
+    assert events.count("all_reduce started") == len(ddp._buckets) > 2, events
+    report("overlap")
+
+
+def case_resume():
+    def fresh():
+        ddp = DistributedDataParallel(mlp())
+        return ddp, tg.optim.Adam(ddp.parameters(), lr=0.01)
+
+    whole, opt = fresh()
+    train(whole, opt, STEPS, True)
+    first, opt = fresh()
+    train(first, opt, STEPS // 2, True)
+    folder = Path(sys.argv[1])
+    path = folder / "ckpt.tg"
+    if dist.get_rank() == 0:  # one writer (atomic), then everyone reads
+        tg.save({"model": first.state_dict(), "opt": opt.state_dict()}, path)
+    dist.barrier()
+    state = tg.load(path)
+    assert all(k.startswith("module.") for k in state["model"]), list(state["model"])
+    second, opt = fresh()
+    second.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    for step in range(STEPS // 2, STEPS):
+        x, y = data(step)
+        opt.zero_grad()
+        tg.nn.functional.cross_entropy(second(shard(x)), shard(y)).backward()
+        opt.step()
+    close(params(whole.module), params(second.module), "resume", tol=0.0)
+    report("resume")
+
+
+def report(name):
+    if dist.get_rank() == 0:
+        print(f"ok {name}", flush=True)
+
+
+def main():
+    dist.init_process_group(timeout=60)
+    assert dist.get_world_size() == 2
+    case_optimizer("sgd-momentum", lambda m: tg.optim.SGD(m.parameters(), lr=0.1, momentum=0.9))
+    case_optimizer("adam", lambda m: tg.optim.Adam(m.parameters(), lr=0.01))
+    case_optimizer("no_sync", lambda m: tg.optim.SGD(m.parameters(), lr=0.1, momentum=0.9),
+                   accumulate=2)
+    case_batchnorm()
+    case_unused()
+    case_overlap()
+    case_resume()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
