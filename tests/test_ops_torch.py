@@ -76,3 +76,35 @@ def test_gelu_third_derivative_matches_torch(approximate: str, device: str) -> N
         if m is tg:
             ours = g
     np.testing.assert_allclose(ours.numpy(), g.detach().numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("correction", [0, 1])
+def test_std_of_a_constant_slice_has_gradient_zero(correction: int, device: str) -> None:
+    """A constant row (a constant feature) gave NaN gradients through std; PyTorch gives 0."""
+    values = np.array([[1.5, 1.5, 1.5], [1.0, 2.0, 4.0]])
+    x = tg.tensor(values, dtype=tg.float64, device=device, requires_grad=True)
+    t = torch.tensor(values, requires_grad=True)
+    w = np.array([0.7, -1.3])
+    (x.std(1, correction=correction) * tg.tensor(w, device=device)).sum().backward()
+    (t.std(1, correction=correction) * torch.from_numpy(w)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), rtol=1e-12)
+    assert np.all(x.grad.numpy()[0] == 0.0)
+
+
+@pytest.mark.parametrize("dtype, values", [
+    ("float16", [300.0, -300.0]), ("float16", [60000.0, -60000.0, 1.0]),
+    ("float16", [1e-4, 3e-4]), ("float32", [1e19, -1e19]), ("float32", [3e19, -3e19, 1e19]),
+    ("float32", [1e30, -1e30, 5e29]), ("float32", [1e-30, 3e-30]),
+    ("float32", [3e38, -3e38]),
+], ids=str)
+def test_var_and_std_do_not_overflow_in_their_squares(dtype: str, values: list[float],
+                                                      device: str) -> None:
+    """std of float16 [300, -300] was inf (its variance 180000 is, but not the std, 424.25),
+    and float32 overflowed alike near |x| = 1e19 and underflowed near 1e-30; as PyTorch now."""
+    x = tg.tensor(values, dtype=dtype, device=device)
+    t = torch.tensor(values, dtype=getattr(torch, dtype))
+    for ours, ref in ((x.std(), t.std()), (x.var(), t.var()),
+                      (x.std(correction=0), t.std(correction=0))):
+        assert ours.dtype.name == dtype
+        np.testing.assert_allclose(ours.item(), ref.item(), rtol=1e-3 if dtype == "float16"
+                                   else 1e-6)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .._device import Device
 from .._dtype import DType
 from .._tensor import Tensor
@@ -15,7 +17,8 @@ class ToDtype(Op):
 
     @staticmethod
     def forward(ctx: Op, x: Any, dtype: Any) -> Any:
-        return x.astype(dtype)
+        with np.errstate(over="ignore"):  # beyond the target's range: inf, as in PyTorch
+            return x.astype(dtype)
 
     @staticmethod
     def backward(ctx: Op, gy: Tensor) -> Tensor:

@@ -225,19 +225,71 @@ def amin(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
 
 def var(x: Tensor, dim: Any = None, correction: int = 1, keepdim: bool = False) -> Tensor:
     """Variance over dim, unbiased by default (correction=1), as torch.var."""
-    dims = _dims(x, dim, "var")
     if x._data.dtype == np.float16:  # squares and the divisor overflow float16: use float32
         return var(x.to(dtype="float32"), dim, correction, keepdim).to(dtype="float16")
-    count = int(np.prod([x.shape[d] for d in dims])) if dims else 1
-    centered = x - mean(x, dims, keepdim=True)
-    total = sum(centered * centered, dims, keepdim=keepdim)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return total / float(builtins.max(count - correction, 0))
+    scaled, scale, dims = _scaled_variance(x, dim, correction, "var")
+    with np.errstate(over="ignore", under="ignore"):  # a variance beyond the dtype is inf
+        out = scaled * scale * scale  # never scale * scale first: 0 * inf would be NaN
+    return out if keepdim else _squeeze_dims(out, dims)
 
 
 def std(x: Tensor, dim: Any = None, correction: int = 1, keepdim: bool = False) -> Tensor:
-    """Standard deviation over dim, unbiased by default, as torch.std."""
-    return var(x, dim, correction=correction, keepdim=keepdim).sqrt()
+    """Standard deviation over dim, unbiased by default, as torch.std; its gradient is 0 where
+    the slice is constant (std 0), as PyTorch's, not NaN."""
+    if x._data.dtype == np.float16:  # the root too in float32: std of [300, -300] is 424.25
+        return std(x.to(dtype="float32"), dim, correction, keepdim).to(dtype="float16")
+    scaled, scale, dims = _scaled_variance(x, dim, correction, "std")
+    with np.errstate(over="ignore"):  # a std beyond the dtype is inf
+        out = SqrtOfVariance.apply(scaled) * scale
+    return out if keepdim else _squeeze_dims(out, dims)
+
+
+def _scaled_variance(x: Tensor, dim: Any, correction: int, what: str
+                     ) -> tuple[Tensor, Tensor, tuple[int, ...]]:
+    """(var(x / s), s, dims) with keepdim, for s a power of two within a factor 2 below each
+    slice's largest |x| (so s itself is finite): dividing by it is exact, and the squares can
+    then neither overflow (float32 near |x| = 1e19) nor underflow. s is a constant for
+    autograd, as var(x) = s^2 var(x / s) for any s."""
+    dims = _dims(x, dim, what)
+    if x._data.dtype.kind != "f":
+        raise TypeError(f"{what} needs a floating-point tensor, got {x.dtype.name}; "
+                        "convert with .float()")
+    xp, a = x._backend.xp, x._data
+    kept = _kept_shape(a.shape, dims)
+    largest = xp.abs(a).max(axis=dims, keepdims=True) if a.size else xp.zeros(kept, a.dtype)
+    _, exponent = xp.frexp(largest)
+    exponent = xp.where(xp.isfinite(largest) & (largest > 0), exponent - 1, 0)  # inf, NaN as is
+    scale = Tensor._make(xp.ldexp(xp.ones(kept, a.dtype), exponent).astype(a.dtype, copy=False),
+                         x._backend)
+    count = int(np.prod([x.shape[d] for d in dims])) if dims else 1
+    with np.errstate(divide="ignore", invalid="ignore"):  # inf in x or no degrees of freedom
+        y = x / scale
+        centered = y - mean(y, dims, keepdim=True)
+        total = sum(centered * centered, dims, keepdim=True)
+        return total / float(builtins.max(count - correction, 0)), scale, dims
+
+
+def _squeeze_dims(y: Tensor, dims: tuple[int, ...]) -> Tensor:
+    return y.reshape(tuple(n for i, n in enumerate(y.shape) if i not in dims))
+
+
+class SqrtOfVariance(Op):
+    """y = sqrt(v) for a variance v; gv = gy / (2 y), but 0 where v = 0, as PyTorch's std: a
+    constant slice's std then passes gradient 0 (its variance's gradient is 0 there, and
+    0 / 0 would make it NaN)."""
+
+    @staticmethod
+    def forward(ctx: Op, v: Any) -> Any:
+        with np.errstate(invalid="ignore"):
+            y = ctx.xp.sqrt(v)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Op, gy: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        zero = y == 0.0
+        return _ar.where(zero, 0.0, gy / (2.0 * _ar.where(zero, 1.0, y)))
 
 
 def prod(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
