@@ -80,7 +80,10 @@ class IndexGrad(Op):
     def forward(ctx: Op, gy: Any, index: tuple[Any, ...], shape: tuple[int, ...]) -> Any:
         ctx.index = index
         gx = ctx.xp.zeros(shape, dtype=gy.dtype)
-        ctx.backend.scatter_add(gx, index, gy)
+        if all(type(part) in (int, slice) or part is None or part is Ellipsis for part in index):
+            gx[index] = gy  # a basic index never repeats a position: no scatter-add needed
+        else:
+            ctx.backend.scatter_add(gx, index, gy)
         return gx
 
     @staticmethod
