@@ -1,0 +1,3 @@
+"""cupy.lib of the emulator."""
+
+from . import stride_tricks  # noqa: F401
