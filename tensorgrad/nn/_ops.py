@@ -2,6 +2,8 @@
 (Unfold / Fold, im2col and col2im, which convolution and average pooling are built on), max
 pooling over window offsets, and the fused softmax cross-entropy with its fused backward.
 
+Binary cross-entropy is an op of its own for PyTorch's backward formula (see its docstring).
+
 Each pair is each other's derivative (Unfold and Fold are adjoint linear maps; the fused
 cross-entropy backward is an op whose own backward is written in Tensor ops), so
 create_graph works through every layer.
@@ -16,6 +18,7 @@ import numpy as np
 from .._tensor import Tensor
 from ..autograd._op import Op
 from ..ops.activation import softmax
+from ..ops.arithmetic import maximum
 from ..ops.reduction import sum as _sum
 
 Pair = tuple[int, int]
@@ -255,3 +258,40 @@ class SoftmaxCrossEntropyGrad(Op):
             per_row = _sum(ggx * (p - onehot), 1) * weight
             ggy = per_row if ctx.reduction == "none" else per_row.sum()
         return gx, ggy, None, None, None
+
+
+class BinaryCrossEntropy(Op):
+    """loss = -(t log x + (1 - t) log(1 - x)) per element, each log clamped at -100 as in
+    PyTorch. gx = gy (x - t) / max(x (1 - x), 1e-12), PyTorch's form rather than the
+    derivative of the clamped logs: with x = sigmoid(z) subnormal in float32 (z between about
+    -88.7 and -104), 1/x overflows and the gradient through sigmoid came out -inf.
+    gt = gy (log(1 - x) - log x), the logs clamped as in forward."""
+
+    @staticmethod
+    def forward(ctx: Op, x: Any, t: Any) -> Any:
+        log_x, log_1mx = _clamped_logs(ctx.xp, x)
+        ctx.save_for_backward(x, t)
+        return -(t * log_x + (1 - t) * log_1mx)
+
+    @staticmethod
+    def backward(ctx: Op, gy: Tensor) -> tuple[Any, Any]:
+        x, t = ctx.saved_tensors
+        need_x, need_t = ctx.needs_input_grad
+        gx = gt = None
+        if need_x:
+            gx = gy * (x - t) / maximum(x * (1.0 - x), 1e-12)
+        if need_t:
+            gt = gy * (_clamped_log(1.0 - x) - _clamped_log(x))
+        return gx, gt
+
+
+def _clamped_logs(xp: Any, x: Any) -> tuple[Any, Any]:
+    with np.errstate(divide="ignore"):  # log 0 = -inf, clamped to -100
+        return xp.maximum(xp.log(x), -100.0), xp.maximum(xp.log1p(-x), -100.0)
+
+
+def _clamped_log(z: Tensor) -> Tensor:
+    """max(log z, -100) in Tensor ops (for the target's gradient, and its own derivative):
+    log only sees z >= the smallest subnormal, so neither log nor 1/z divides by zero."""
+    tiny = float(np.finfo(z.dtype.np).smallest_subnormal)
+    return z.clamp(min=tiny).log().clamp(min=-100.0)

@@ -12,8 +12,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from .._creation import arange, ones, rand
 from .._tensor import Tensor
 from ..autograd import no_grad
@@ -32,7 +30,7 @@ from ..ops.activation import (
     tanh,
 )
 from ..ops.arithmetic import where
-from ._ops import MaxPool, SoftmaxCrossEntropy, Unfold, window_out_size
+from ._ops import BinaryCrossEntropy, MaxPool, SoftmaxCrossEntropy, Unfold, window_out_size
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -404,14 +402,6 @@ def _check_same_shape(input: Tensor, target: Any, what: str) -> None:
                          f"got {got}")
 
 
-def _clamped_log(z: Tensor) -> Tensor:
-    """max(log z, -100) as PyTorch's BCE, finite at z = 0: log only sees z >= the smallest
-    subnormal (log of which is below -100 in float32 and float64), so neither log nor its
-    gradient 1/z divides by zero."""
-    tiny = float(np.finfo(z.dtype.np).smallest_subnormal)
-    return z.clamp(min=tiny).log().clamp(min=-100.0)
-
-
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
                          reduction: str = "mean") -> Tensor:
     """-(t log x + (1 - t) log(1 - x)) for probabilities x, each log clamped at -100 as in
@@ -422,9 +412,9 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
         t._backend.check(lambda a=t._data: (a >= 0) & (a <= 1), lambda name=name: ValueError(
             f"binary_cross_entropy: every element of {name} must be between 0 and 1 (a "
             "probability); for logits use binary_cross_entropy_with_logits"))
-    log_x = _clamped_log(input)
-    log_1mx = _clamped_log(1.0 - input)
-    loss = -(target * log_x + (1.0 - target) * log_1mx)
+    if target._data.dtype != input._data.dtype:
+        target = target.to(dtype=input.dtype)
+    loss = BinaryCrossEntropy.apply(input, target)
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction)

@@ -140,6 +140,38 @@ def test_cross_entropy_second_derivative(reduction: str, device: str,
     tg.autograd.gradcheck(gradient, [x, gy])
 
 
+@pytest.mark.parametrize("target", [1.0, 0.0, 0.3])
+def test_bce_of_a_subnormal_sigmoid_has_a_finite_gradient(target: float, device: str) -> None:
+    """float32 sigmoid(x) is subnormal for x between about -88.7 and -104; 1/p overflowed and
+    the gradient through sigmoid came out -inf. PyTorch divides by max(p (1 - p), 1e-12)."""
+    torch = pytest.importorskip("torch")
+    z = np.array([-80.0, -90.0, -95.0, -100.0, -103.0, -110.0, 0.3, 90.0], dtype=np.float32)
+    x = tg.tensor(z, device=device, requires_grad=True)
+    zt = torch.tensor(z, requires_grad=True)
+    F.binary_cross_entropy(x.sigmoid(), tg.full((8,), target, device=device),
+                           reduction="sum").backward()
+    torch.nn.functional.binary_cross_entropy(torch.sigmoid(zt), torch.full((8,), target),
+                                             reduction="sum").backward()
+    assert np.isfinite(x.grad.numpy()).all()
+    np.testing.assert_allclose(x.grad.numpy(), zt.grad.numpy(), rtol=1e-5, atol=1e-20)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce_second_derivative(reduction: str, device: str, rng: np.random.Generator) -> None:
+    """binary_cross_entropy's backward is in Tensor ops: gradcheck of its gradient with
+    respect to the probabilities, the targets and the upstream gradient."""
+    p = tg.tensor(rng.uniform(0.1, 0.9, (3, 2)), device=device, requires_grad=True)
+    t = tg.tensor(rng.uniform(0, 1, (3, 2)), device=device, requires_grad=True)
+    gy = tg.tensor(rng.standard_normal((3, 2) if reduction == "none" else ()), device=device,
+                   requires_grad=True)
+
+    def gradient(p: tg.Tensor, t: tg.Tensor, gy: tg.Tensor) -> tuple[tg.Tensor, ...]:
+        loss = F.binary_cross_entropy(p, t, reduction=reduction)
+        return tg.grad(loss, [p, t], grad_outputs=[gy], create_graph=True)
+
+    tg.autograd.gradcheck(gradient, [p, t, gy])
+
+
 @pytest.mark.parametrize("logits", [[-1047.0, -981.0, 1891.0], [-431.0, 279.0, 427.0],
                                     [5.0, 5.0, 5.0], [1e4, -1e4, 0.0]])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
