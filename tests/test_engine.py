@@ -407,6 +407,19 @@ def test_detect_anomaly_names_op_in_backward(device: str) -> None:
             y.backward()
 
 
+def test_detect_anomaly_in_backward_of_a_forward_run_outside_it(device: str) -> None:
+    """The case users hit first: it raised AttributeError ('Sqrt' object has no attribute
+    'trace') instead of naming the op."""
+    x = _t([0.0, 4.0], device)
+    y = x.sqrt().sum()
+    with tg.autograd.detect_anomaly():
+        with pytest.raises(FloatingPointError,
+                           match=r"SqrtBackward: gradient for input 0 contains NaN or Inf\. "
+                                 r"Its creation trace was not recorded: the forward ran "
+                                 r"outside detect_anomaly\(\)"):
+            y.backward()
+
+
 def test_no_anomaly_check_outside_detect_anomaly(device: str) -> None:
     x = _t([-1.0], device)
     assert np.isnan(x.log().item())

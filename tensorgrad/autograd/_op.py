@@ -308,5 +308,8 @@ def _check_finite(node: Op, array: Any, what: str) -> None:
     if getattr(array, "dtype", None) is None or array.dtype.kind != "f":
         return
     if not bool(node.xp.isfinite(array).all()):
-        raise FloatingPointError(
-            f"{node.name()}: {what} contains NaN or Inf. The op was created at:\n{node.trace}")
+        trace = getattr(node, "trace", None)  # unset where the forward ran outside the mode
+        where = (f"The op was created at:\n{trace}" if trace is not None else
+                 "Its creation trace was not recorded: the forward ran outside "
+                 "detect_anomaly(); run the forward inside it too to see where the op was made.")
+        raise FloatingPointError(f"{node.name()}: {what} contains NaN or Inf. {where}")
