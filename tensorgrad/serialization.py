@@ -413,16 +413,17 @@ def _load_stream(f: Any, path: str, target: Device | None) -> Any:
     f.seek(start)
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _load_npz(f, path, size, target)
-    if not head:
-        raise SerializationError(f"{path} is not a tensorgrad checkpoint: an empty file")
-    if head.startswith(b"\x93NUMPY"):
-        raise SerializationError(f"{path} is not a tensorgrad checkpoint: a single .npy array")
-    if head[:1] == b"\x80":
-        raise SerializationError(f"{path} is not a tensorgrad checkpoint: a pickle (perhaps from "
-                                 "torch.save or pickle.dump), which tg.load never reads")
-    if len(head) < 9 or head[8:9] != b"{":
-        raise SerializationError(f"{path} is not a safetensors file or tensorgrad checkpoint "
-                                 f"(it starts with {head!r})")
+    if head[8:9] != b"{":  # safetensors: any 8-byte length, then the JSON header
+        if not head:
+            what = "an empty file"
+        elif head.startswith(b"\x93NUMPY"):
+            what = "a single .npy array"
+        elif head[:1] == b"\x80":
+            what = ("a pickle (perhaps from torch.save or pickle.dump), which tg.load never "
+                    "reads")
+        else:
+            what = f"not a safetensors file (it starts with {head!r})"
+        raise SerializationError(f"{path} is not a tensorgrad checkpoint: {what}")
     metadata, arrays = _read_safetensors(f, path, size)
     if metadata is None or _METADATA_KEY not in metadata:
         return _SafetensorsDecoder(path, target, arrays).plain()

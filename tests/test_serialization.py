@@ -115,6 +115,19 @@ def test_the_bytes_written_are_those_of_the_safetensors_library(rng, metadata):
     assert ours.getvalue() == safetensors.numpy.save(arrays, metadata=metadata)
 
 
+def test_a_header_length_that_looks_like_a_pickle_opcode_is_read(tmp_path):
+    """A header of 0x80 + 256 k bytes starts the file with the byte pickles start with."""
+    name = "w"
+    while True:
+        buffer = io.BytesIO()
+        serialization._write_safetensors(buffer, {name: np.ones(2, np.float32)}, {"k": "v"})
+        if buffer.getvalue()[0] == 0x80:
+            break
+        name += "w"
+    (tmp_path / "c.st").write_bytes(buffer.getvalue())
+    assert tg.load(tmp_path / "c.st")[name].tolist() == [1.0, 1.0]
+
+
 def test_colliding_and_reserved_keys_get_unique_names(tmp_path):
     obj = {"a.b": tg.ones(1), "a": {"b": tg.zeros(1)}, "__metadata__": tg.full((1,), 2.0)}
     tg.save(obj, tmp_path / "c.st")
