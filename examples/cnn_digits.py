@@ -69,9 +69,9 @@ def plot(losses: list[float], test_acc: list[float], images: np.ndarray, labels:
 
 def main(argv: list[str] | None = None) -> None:
     p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--epochs", type=int, default=15, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, default=64, help="samples per training step")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate")
     args = p.parse_args(argv)
     if args.smoke:
         args.epochs = 1

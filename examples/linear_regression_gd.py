@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=100, help="number of data points")
     p.add_argument("--lr", type=float, default=0.1, help="gradient descent step size")
     p.add_argument("--eps", type=float, default=1e-5, help="stop when the step is below this")
-    p.add_argument("--max-epochs", type=int, default=2000)
+    p.add_argument("--max-epochs", type=int, default=2000,
+                   help="stop here if the step never gets below --eps")
     args = p.parse_args(argv)
     if args.smoke:
         args.max_epochs = 12

@@ -57,9 +57,13 @@ def plot(panels: list[tuple[str, nn.Module]], x: np.ndarray, y: np.ndarray,
         gx, gy, labels = decision_map(model, device)
         ax.contourf(gx, gy, labels, levels=[-0.5, 0.5, 1.5, 2.5], colors=["C0", "C1", "C2"],
                     alpha=0.3)
-        ax.scatter(x[:, 0], x[:, 1], c=[f"C{k}" for k in y], s=12, edgecolors="k",
-                   linewidths=0.3)
-        ax.set(title=title, xlim=(-1.1, 1.1), ylim=(-1.1, 1.1), aspect="equal")
+        for k in np.unique(y):
+            ax.scatter(x[y == k, 0], x[y == k, 1], color=f"C{k}", s=12, edgecolors="k",
+                       linewidths=0.3, label=f"class {k}")
+        ax.set(title=title, xlabel="$x_1$", ylabel="$x_2$", xlim=(-1.1, 1.1), ylim=(-1.1, 1.1),
+               aspect="equal")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center",
+               title="class\n(shaded: where\nit is predicted)", fontsize=8, title_fontsize=8)
     fig.suptitle("Decision boundaries on the spirals (tensorgrad)")
     _common.save_figure(fig, path)
 
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--hidden", type=int, default=100, help="hidden ReLU units")
     p.add_argument("--steps", type=int, default=1000, help="full-batch training steps")
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=float, default=0.01, help="Adam's learning rate")
     args = p.parse_args(argv)
     if args.smoke:
         args.steps = 5

@@ -7,6 +7,7 @@
 A checkpoint (model, optimizer, epoch, data-loader position, curves so far) is written with
 tg.save after every epoch to <out>/checkpoint.npz; --resume continues from it with nothing lost:
 the resumed run ends with the same weights, bit for bit on the CPU, as one never interrupted.
+A new run refuses to replace an earlier run's checkpoint unless given --overwrite.
 Loss and accuracy curves go to <out>/curves.png.
 """
 
@@ -81,13 +82,13 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=30,
+                   help="epochs in all (a resumed run trains the ones left)")
+    p.add_argument("--batch-size", type=int, default=64, help="samples per training step")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
     p.add_argument("--hidden", type=int, nargs="+", default=[256, 128],
                    help="widths of the hidden layers")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from <out>/checkpoint.npz")
+    _common.checkpoint_options(p)
     p.add_argument("--stop-after", type=int, default=None, metavar="K",
                    help="stop once epoch K is done, as if interrupted (then use --resume)")
     p.add_argument("--capture", action="store_true",
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         args.epochs = min(args.epochs, 2)
     device, out = _common.setup(args, SCRIPT)
-    ckpt_path = out / "checkpoint.npz"
+    ckpt_path = _common.checkpoint(args, out, SCRIPT)
 
     x, y = tg.data.datasets.load_digits(device=device)
     x_train, y_train, x_test, y_test = split(x, y)
@@ -118,6 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume:
         start_epoch, history = resume(ckpt_path, config, model, optimizer, loader)
     print(f"model: {model}")
+    if start_epoch >= args.epochs:
+        print(f"the run in {out} is already complete: {start_epoch} of {args.epochs} epochs "
+              "done, nothing to train (a larger --epochs continues it)")
+        return
     print(f"training for epochs {start_epoch + 1}..{args.epochs} with Adam(lr={args.lr}), "
           f"batch size {args.batch_size}")
 
