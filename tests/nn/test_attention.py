@@ -405,3 +405,37 @@ def test_module_dict_registers_its_modules():
     assert sum(p.numel() for p in d.parameters()) == 13
     d.pop("a")
     assert list(d.keys()) == ["b"] and list(d.state_dict()) == ["b.weight", "b.bias"]
+
+
+# ---- the tiny GPT of examples/tiny_gpt.py ---------------------------------------------------
+def test_tiny_gpt_training_trajectory_equals_pytorch(monkeypatch):
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parents[2]))
+    from benchmarks.bench_transformer import tiny_gpt, torch_twin
+
+    gpt = tiny_gpt()
+    model = gpt.GPT(gpt.DIGITS, 2 * gpt.LENGTH - 1, 16, 2, 2).to(dtype=tg.float64)
+    twin = torch_twin(model)
+    assert list(twin.state_dict()) == list(model.state_dict())
+    opt = tg.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
+    topt = torch.optim.AdamW(twin.parameters(), lr=3e-3, weight_decay=0.1)
+    held_out = gpt.codes(gpt.held_out(20))
+    losses, torch_losses = [], []
+    for step in range(20):
+        x, y = gpt.batch(0, step, 16, held_out)
+        loss = F.cross_entropy(model(tg.tensor(x)).reshape(-1, gpt.DIGITS), tg.tensor(y.ravel()))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tloss = TF.cross_entropy(twin(torch.tensor(x)).reshape(-1, gpt.DIGITS),
+                                 torch.tensor(y.ravel()))
+        topt.zero_grad()
+        tloss.backward()
+        topt.step()
+        losses.append(loss.item())
+        torch_losses.append(tloss.item())
+    np.testing.assert_allclose(losses, torch_losses, rtol=1e-10)
+    assert losses[-1] < 0.9 * losses[0]  # it learned something in 20 steps
+    params = dict(model.named_parameters())
+    for name, p in twin.named_parameters():
+        np.testing.assert_allclose(params[name].numpy(), p.detach().numpy(), rtol=1e-8,
+                                   atol=1e-12, err_msg=name)
