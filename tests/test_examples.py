@@ -26,20 +26,29 @@ pytest.importorskip("matplotlib", reason="the examples plot with matplotlib")
 pytest.importorskip("sklearn", reason="the digits come from scikit-learn's bundled copy")
 
 
-def start_example(script: str, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run examples/<script> on the CPU and return what it did."""
+def start_example(script: str, out: Path | None, *args: str,
+                  cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """Run examples/<script> on the CPU (into out, or its default folder under cwd when out is
+    None) and return what it did."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
     # The examples' matrices are small: BLAS threads would only fight over a 2-core CI runner.
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     env.setdefault("OMP_NUM_THREADS", "1")
+    where = [] if out is None else ["--out", str(out)]
     return subprocess.run(
-        [sys.executable, str(EXAMPLES / script), "--device", "cpu", "--out", str(out), *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        [sys.executable, str(EXAMPLES / script), "--device", "cpu", *where, *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def run_example(script: str, out: Path, *args: str) -> str:
+def checkpoint_name() -> str:
+    """The file name examples give their checkpoint (examples/_common.py says)."""
+    text = (EXAMPLES / "_common.py").read_text(encoding="utf-8")
+    return re.search(r'^CHECKPOINT = "([^"]+)"', text, re.M).group(1)
+
+
+def run_example(script: str, out: Path | None, *args: str, cwd: Path = ROOT) -> str:
     """Run examples/<script> on the CPU; returns its stdout, failing with its output."""
-    done = start_example(script, out, *args)
+    done = start_example(script, out, *args, cwd=cwd)
     assert done.returncode == 0, (f"{script} {' '.join(args)} exited with {done.returncode}\n"
                                   f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}")
     return done.stdout
@@ -114,18 +123,68 @@ def test_train_digits_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     run_example("train_digits.py", tmp_path / "straight", *common)
     out = run_example("train_digits.py", tmp_path / "resumed", *common, "--stop-after", "1")
     assert "stopping after epoch 1" in out
-    partial = tg.load(tmp_path / "resumed" / "checkpoint.npz")
+    partial = tg.load(tmp_path / "resumed" / checkpoint_name())
     assert partial["epoch"] == 1
     out = run_example("train_digits.py", tmp_path / "resumed", *common, "--resume")
     assert "resumed from" in out and "1 epochs done" in out
-    straight = tg.load(tmp_path / "straight" / "checkpoint.npz")
-    resumed = tg.load(tmp_path / "resumed" / "checkpoint.npz")
+    straight = tg.load(tmp_path / "straight" / checkpoint_name())
+    resumed = tg.load(tmp_path / "resumed" / checkpoint_name())
     assert resumed["epoch"] == 3
     _assert_same(straight, resumed)
     # Resuming with other hyperparameters would silently mix two runs: refused.
     done = start_example("train_digits.py", tmp_path / "resumed", "--epochs", "3", "--hidden",
                          "16", "--resume")
     assert done.returncode != 0 and "use the same options" in done.stderr
+    # Resuming a finished run says so instead of "training for epochs 4..3".
+    out = run_example("train_digits.py", tmp_path / "resumed", *common, "--resume")
+    assert "already complete: 3 of 3 epochs done" in out and "training for" not in out
+
+
+def test_a_new_run_refuses_to_replace_an_earlier_runs_checkpoint(tmp_path: Path) -> None:
+    args = ["--epochs", "1", "--hidden", "8"]
+    run_example("train_digits.py", tmp_path, *args)
+    path = tmp_path / checkpoint_name()
+    before = path.read_bytes()
+    done = start_example("train_digits.py", tmp_path, *args, "--smoke")
+    assert done.returncode != 0
+    assert re.search(r"holds the checkpoint of an earlier run.*--resume.*--out DIR.*--overwrite",
+                     done.stderr), done.stderr
+    assert path.read_bytes() == before
+    out = run_example("train_digits.py", tmp_path, "--epochs", "2", "--hidden", "8",
+                      "--overwrite")
+    assert "training for epochs 1..2" in out and tg.load(path)["epoch"] == 2
+
+
+def test_smoke_runs_write_to_their_own_folder(tmp_path: Path) -> None:
+    out = run_example("circuit.py", None, "--smoke", cwd=tmp_path)
+    assert f"output folder: {Path('runs') / 'circuit-smoke'}" in out
+    assert (tmp_path / "runs" / "circuit-smoke" / "circuit_neuron.dot").is_file()
+    assert not (tmp_path / "runs" / "circuit").exists()
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("[a-z]*.py")))
+def test_help_explains_every_option(script: str) -> None:
+    done = subprocess.run([sys.executable, str(EXAMPLES / script), "--help"], cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "(default: None)" not in text and "(default: False)" not in text
+    # argparse puts an option's help after it on its line or indented on the next line.
+    lines = done.stdout.split("options:", 1)[1].splitlines()
+    bare = [line.strip() for line, after in zip(lines, lines[1:] + [""])
+            if line.startswith("  -") and not re.search(r"\S\s{2,}\S", line.strip())
+            and not re.match(r"\s{8,}\S", after)]
+    assert not bare, f"options without help in {script}: {bare}"
+
+
+def test_progress_is_plain_lines_in_order_when_not_on_a_terminal(tmp_path: Path) -> None:
+    done = start_example("linear_regression_gd.py", tmp_path, "--smoke")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no tqdm bar redrawn on stderr
+    lines = done.stdout.splitlines()
+    snapshot = next(i for i, line in enumerate(lines) if line.startswith("  epoch   10:"))
+    assert lines[snapshot + 1].startswith("gradient descent: 11/12 [")
 
 
 @pytest.mark.slow
