@@ -81,8 +81,23 @@ def full(size: Sequence[int], fill_value: Any, dtype: Any = None, device: Any = 
     """A tensor filled with fill_value; the dtype follows the value as in torch.full."""
     default = as_dtype(bool if isinstance(fill_value, bool) else
                        int if isinstance(fill_value, int) else float)
+    _check_fits(fill_value, (default if dtype is None else as_dtype(dtype)).np, "full")
     return _make(lambda b, s, d: b.xp.full(s, fill_value, d), _shape((size,)), dtype,
                  device, requires_grad, default)
+
+
+def _check_fits(value: Any, dtype: np.dtype, what: str) -> None:
+    """A finite Python number beyond dtype's range raises, as in PyTorch, rather than becoming
+    inf or a wrapped integer."""
+    if type(value) not in (int, float) or dtype.kind not in "fiu" or (
+            isinstance(value, float) and not np.isfinite(value)):
+        return
+    info = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype)
+    number = float if dtype.kind == "f" else int
+    low, high = number(info.min), number(info.max)
+    if not low <= value <= high:
+        raise ValueError(f"{what}: value {value!r} cannot be converted to {dtype.name} without "
+                         f"overflow (its range is {low} to {high})")
 
 
 def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None,

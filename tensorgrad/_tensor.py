@@ -663,11 +663,11 @@ class Tensor:
     def logsumexp(self, dim: Any, keepdim: bool = False) -> Tensor:
         return _red.logsumexp(self, dim, keepdim)
 
-    def any(self) -> Tensor:
-        return _red.any(self)
+    def any(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return _red.any(self, dim, keepdim)
 
-    def all(self) -> Tensor:
-        return _red.all(self)
+    def all(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return _red.all(self, dim, keepdim)
 
     def reshape(self, *shape: Any) -> Tensor:
         return _shape.reshape(self, *shape)

@@ -624,6 +624,21 @@ def test_gradient_is_zero_at_the_kink(fn, device: str) -> None:
     np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 1.0])
 
 
+@pytest.mark.parametrize("fn", [
+    lambda m, x: x.max(), lambda m, x: x.min(), lambda m, x: x[:2].max(),
+    lambda m, x: m.abs(x).sum(), lambda m, x: x.reshape(2, 2).max(1).values.sum(),
+], ids=["max", "min", "max_one_nan", "abs", "max_dim"])
+def test_nan_inputs_give_pytorchs_gradients(fn, device: str) -> None:
+    """A NaN maximum sends its gradient to the NaNs (it gave NaN everywhere), abs' gradient at
+    NaN is 0 (it was NaN), as PyTorch."""
+    torch = pytest.importorskip("torch")
+    values = [1.0, math.nan, 3.0, math.nan]
+    x, t = _t(values, device), torch.tensor(values, requires_grad=True)
+    fn(tg, x).backward()
+    fn(torch, t).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), t.grad.numpy())
+
+
 def test_clamp_passes_gradient_at_its_bounds(device: str) -> None:
     x = _t([-1.0, 0.0, 1.0, 2.0], device)
     x.clamp(0.0, 1.0).sum().backward()

@@ -299,3 +299,21 @@ def test_assigning_a_wrong_grad_is_refused(value, error: type, message: str,
     x.grad = tg.ones(3, device=device)  # the right shape and dtype: accumulated into
     (x * 2.0).sum().backward()
     assert x.grad.tolist() == [3.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize("value, dtype", [(1e40, tg.float16), (70000.0, tg.float16),
+                                          (-1e39, tg.float32), (2**31, tg.int32),
+                                          (1e19, tg.int64)])
+def test_full_refuses_a_value_beyond_the_dtype(value: float, dtype: tg.DType,
+                                               device: str) -> None:
+    """It gave inf (or a wrapped integer) with a NumPy warning; PyTorch raises."""
+    with pytest.raises(ValueError, match=rf"full: value .* cannot be converted to "
+                                         rf"{dtype.name} without overflow"):
+        tg.full((2,), value, dtype=dtype, device=device)
+    inf = float("inf")  # a non-finite value is not an overflow
+    assert tg.full((2,), inf, dtype=tg.float16, device=device).tolist() == [inf, inf]
+
+
+def test_relu_of_bools_is_refused(device: str) -> None:
+    with pytest.raises(TypeError, match="relu: bool"):
+        tg.relu(tg.tensor([True], device=device))

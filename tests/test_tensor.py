@@ -376,3 +376,26 @@ def test_chunk_of_an_empty_dim_gives_that_many_chunks(shape: tuple[int, ...], di
                                                       device: str) -> None:
     pieces = tg.zeros(*shape, device=device).chunk(3, dim)
     assert [p.shape for p in pieces] == [shape] * 3  # as PyTorch; one piece before
+
+
+# ---- smaller differences from PyTorch, each checked against it --------------------------------
+
+@pytest.mark.parametrize("call", [
+    lambda m, x, e: m.relu(x),
+    lambda m, x, e: x.masked_fill(x > 1, 0) > 0,  # a bool tensor stays bool
+    lambda m, x, e: 2 ** e,
+    lambda m, x, e: x ** e,
+    lambda m, x, e: (-1) ** e,
+    lambda m, x, e: (x > 0).any(1),
+    lambda m, x, e: x.all(dim=0, keepdim=True),
+    lambda m, x, e: (x > 1).any(dim=(0, 1)),
+    lambda m, x, e: m.nn.functional.pad(x, (1, 0, 0, 2)),
+], ids=["relu_int", "masked_fill_bool", "int_rpow_negative", "int_pow_negative",
+        "minus_one_pow_negative", "any_dim", "all_dim_keepdim", "any_dims", "functional_pad"])
+def test_integer_and_bool_results_match_torch(call, device: str) -> None:
+    torch = pytest.importorskip("torch")
+    x, e = np.array([[-1, 2, 0], [3, 1, -2]]), np.array([[-1, 2, -3], [0, -2, 3]])
+    ours = call(tg, tg.tensor(x, device=device), tg.tensor(e, device=device))
+    ref = call(torch, torch.from_numpy(x), torch.from_numpy(e))
+    assert ours.dtype.name == str(ref.dtype).removeprefix("torch.")
+    np.testing.assert_array_equal(ours.numpy(), ref.numpy())

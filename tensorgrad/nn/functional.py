@@ -30,6 +30,7 @@ from ..ops.activation import (
     tanh,
 )
 from ..ops.arithmetic import where
+from ..ops.shape import pad
 from ._ops import BinaryCrossEntropy, MaxPool, SoftmaxCrossEntropy, Unfold, window_out_size
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -438,5 +439,5 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
 __all__ = ["avg_pool2d", "batch_norm", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "conv2d", "cross_entropy", "dropout", "elu",
            "embedding", "gelu", "layer_norm", "leaky_relu", "linear", "log_softmax",
-           "max_pool2d", "mse_loss", "nll_loss", "relu", "scaled_dot_product_attention",
+           "max_pool2d", "mse_loss", "nll_loss", "pad", "relu", "scaled_dot_product_attention",
            "sigmoid", "silu", "softmax", "softplus", "tanh"]

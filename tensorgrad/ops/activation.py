@@ -254,7 +254,11 @@ def _float(x: Tensor, what: str) -> Tensor:
 
 
 def relu(x: Tensor) -> Tensor:
-    """max(x, 0), as torch.relu (gradient 0 at 0)."""
+    """max(x, 0), as torch.relu (gradient 0 at 0); integers stay integers, as PyTorch's."""
+    if isinstance(x, Tensor) and x._data.dtype.kind in "iub":
+        if x._data.dtype.kind == "b":
+            raise TypeError("relu: bool tensors are not supported")
+        return Tensor._make(x._backend.xp.maximum(x._data, 0), x._backend)  # no gradient
     return Relu.apply(_float(x, "relu"))
 
 

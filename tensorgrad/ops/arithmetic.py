@@ -168,8 +168,11 @@ class Pow(Op):
 
     @staticmethod
     def forward(ctx: Op, a: Any, b: Any) -> Any:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = a ** b
+        if getattr(b, "dtype", np.dtype(float)).kind in "iu":  # an integer exponent tensor
+            z = _integer_pow(ctx.xp, a, b)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = a ** b
         ctx.save_for_backward(a, b, z)
         return z
 
@@ -195,6 +198,17 @@ class Pow(Op):
                     gb = gz * z * builtins.float(np.log(a))
                 gb = sum_to(gb, ctx.in_meta[1][0])
         return ga, gb
+
+
+def _integer_pow(xp: Any, a: Any, b: Any) -> Any:
+    """a ** b for integers, with PyTorch's results for negative exponents (NumPy raises):
+    1 for a base of 1, +-1 for -1 by the parity of b, and 0 for any other base."""
+    negative = b < 0
+    z = a ** xp.where(negative, 0, b)
+    if not negative.any():
+        return z
+    sign = xp.where(b % 2 == 0, 1, -1)
+    return xp.where(negative, xp.where(a == 1, 1, xp.where(a == -1, sign, 0)), z).astype(z.dtype)
 
 
 class Remainder(Op):
@@ -234,7 +248,7 @@ class Neg(Op):
 
 
 class Abs(Op):
-    """y = |x|, with the gradient 0 at the kink x = 0 (sign(0) = 0), as PyTorch."""
+    """y = |x|, with the gradient 0 at the kink x = 0 (sign(0) = 0) and at NaN, as PyTorch."""
 
     @staticmethod
     def forward(ctx: Op, x: Any) -> Any:
@@ -244,7 +258,7 @@ class Abs(Op):
     @staticmethod
     def backward(ctx: Op, gy: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
-        return gy * Tensor._make(ctx.xp.sign(x._data), ctx.backend)
+        return gy * Tensor._make(ctx.xp.nan_to_num(ctx.xp.sign(x._data), nan=0.0), ctx.backend)
 
 
 class Maximum(Op):

@@ -55,7 +55,8 @@ class Sum(Op):
 
 
 class Extremum(Op):
-    """y = max (or min) over dims; the gradient is split evenly among the tied maxima."""
+    """y = max (or min) over dims; the gradient is split evenly among the tied maxima. A slice
+    holding NaN has the maximum NaN, and its NaNs share the gradient, as torch.max()."""
 
     @staticmethod
     def forward(ctx: Op, x: Any, dims: tuple[int, ...], keepdim: bool, largest: bool) -> Any:
@@ -70,7 +71,9 @@ class Extremum(Op):
     @staticmethod
     def backward(ctx: Op, gy: Tensor) -> Tensor:
         x, y = ctx.saved_tensors
-        hit = (x._data == y._data).astype(x._data.dtype)
+        xp = ctx.xp
+        hit = (x._data == y._data) | (xp.isnan(x._data) & xp.isnan(y._data))
+        hit = hit.astype(x._data.dtype)
         hit /= hit.sum(axis=ctx.dims, keepdims=True)
         return _expand_back(gy, x.shape, ctx.dims) * Tensor._make(hit, ctx.backend)
 
@@ -339,11 +342,13 @@ def logsumexp(x: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
                                                  if i not in dims))
 
 
-def any(x: Tensor) -> Tensor:
-    """Whether any element is true (no gradient)."""
-    return Tensor._make(x._backend.xp.asarray(x._data.any()), x._backend)
+def any(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Whether any element over dim (all dims when None) is nonzero, as torch.any."""
+    out = x._data.any(axis=_dims(x, dim, "any"), keepdims=keepdim)
+    return Tensor._make(x._backend.xp.asarray(out), x._backend)
 
 
-def all(x: Tensor) -> Tensor:
-    """Whether every element is true (no gradient)."""
-    return Tensor._make(x._backend.xp.asarray(x._data.all()), x._backend)
+def all(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Whether every element over dim (all dims when None) is nonzero, as torch.all."""
+    out = x._data.all(axis=_dims(x, dim, "all"), keepdims=keepdim)
+    return Tensor._make(x._backend.xp.asarray(out), x._backend)
