@@ -13,7 +13,8 @@ fraction of them sorted exactly right by greedy decoding.
 
 Writes <out>/loss.png (the training loss), <out>/attention.png (what one head of the last
 layer looks at while it sorts one held-out sequence) and <out>/checkpoint.npz (every
---eval-every steps; --resume continues from it with nothing lost).
+--eval-every steps; --resume continues from it with nothing lost). A new run refuses to
+replace an earlier run's checkpoint unless given --overwrite.
 """
 
 from __future__ import annotations
@@ -210,15 +211,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="held-out sequences, never drawn for training")
     p.add_argument("--eval-every", type=int, default=500,
                    help="steps between held-out evaluations (and checkpoints)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from <out>/checkpoint.npz")
+    _common.checkpoint_options(p)
     p.add_argument("--stop-after", type=int, default=None, metavar="K",
                    help="stop at step K, as if interrupted (then use --resume)")
     args = p.parse_args(argv)
     if args.smoke:
         args.steps, args.eval_every, args.test_size = 6, 3, 50
     device, out = _common.setup(args, SCRIPT)
-    ckpt_path = out / "checkpoint.npz"
+    ckpt_path = _common.checkpoint(args, out, SCRIPT)
 
     test = held_out(args.test_size)
     test_codes = codes(test)
