@@ -17,6 +17,12 @@ template <typename R> struct tg_compute { typedef float type; };
 template <> struct tg_compute<double> { typedef double type; };
 template <typename R> using tg_real = typename tg_compute<R>::type;
 
+// A product rounded on its own: __fmul_rn and __dmul_rn are never contracted with a following
+// addition into an FMA (NVRTC contracts a + b * c by default), for code whose order of
+// rounding is chosen, as in optimizers.cuh.
+__device__ __forceinline__ float tg_mul(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double tg_mul(double a, double b) { return __dmul_rn(a, b); }
+
 // sqrtf for float: a bare sqrt(float) may resolve to the double routine on some toolchains.
 __device__ __forceinline__ float tg_sqrt(float x) { return sqrtf(x); }
 __device__ __forceinline__ double tg_sqrt(double x) { return sqrt(x); }

@@ -207,3 +207,17 @@ def test_capture_refuses_tensors_inside_containers(device):
         step([x, x])
     with pytest.raises(TypeError, match=r"argument 1 is a set.*compared by value"):
         tg.cuda.capture(lambda x, s: x)(x, {1, 2})
+
+
+def test_cuda_extras_install_what_cupy_needs_to_compile_and_multiply():
+    # cupy-cuda12x alone has no NVRTC, cuBLAS or CUDA headers; its "ctk" extra (CuPy 14)
+    # installs them (cuda-toolkit[cublas,cudart,nvrtc,...]).
+    tomllib = pytest.importorskip("tomllib")
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for extra, major in (("cuda12", 12), ("cuda13", 13)):
+        (cupy,) = [r for r in map(Requirement, project["optional-dependencies"][extra])
+                   if r.name == f"cupy-cuda{major}x"]
+        assert "ctk" in cupy.extras, extra
+        assert not cupy.specifier.contains("13.6.0") and cupy.specifier.contains("14.2.0")

@@ -68,39 +68,50 @@ _KERNELS: dict[str, tuple[str, str, str, str]] = {
     # Optimizer steps: parameter and state are outputs updated in place, loaded into the
     # compute type, stepped, and stored back (one rounding per step for float16). The learning
     # rate and the step count are read on the device (raw, 1-element float64 arrays), so a
-    # captured CUDA graph picks up a scheduler's new rate and counts its own steps; Adam's bias
-    # corrections are therefore computed per element, in double, from the step count.
+    # captured CUDA graph picks up a scheduler's new rate and counts its own steps. Coefficients
+    # 1 - beta come computed on the host in double (om_ = "one minus"), as PyTorch passes them.
     "sgd_step": ("optimizers.cuh", "T g, raw float64 lr, float64 wd", "T p",
                  "tg_real<T> pc = p; tg_sgd_step(pc, g, tg_real<T>(lr[0]), wd); p = pc"),
     "sgd_momentum_step": (
         "optimizers.cuh",
-        ("T g, raw float64 lr, float64 momentum, float64 dampening, float64 wd, "
+        ("T g, raw float64 lr, float64 momentum, float64 om_dampening, float64 wd, "
          "bool nesterov, bool first"),
         "T p, T buf",
         ("tg_real<T> pc = p, bc = buf; "
-         "tg_sgd_momentum_step(pc, g, bc, tg_real<T>(lr[0]), momentum, dampening, wd, "
+         "tg_sgd_momentum_step(pc, g, bc, tg_real<T>(lr[0]), momentum, om_dampening, wd, "
          "nesterov, first); p = pc; buf = bc")),
+    # One thread: Adam's per-step scalars (step size, sqrt of the second bias correction,
+    # AdamW's decay factor) into a 3-element float64 array that adam_step reads.
+    "adam_scalars": (
+        "optimizers.cuh",
+        "raw float64 lr, float64 step, float64 beta1, float64 beta2, float64 decoupled_wd",
+        "raw float64 scalars",
+        ("scalars[0] = tg_adam_step_size(lr[0], beta1, step); "
+         "scalars[1] = tg_adam_bc2_sqrt(beta2, step); "
+         "scalars[2] = tg_adam_decay(lr[0], decoupled_wd)")),
     "adam_step": (
         "optimizers.cuh",
-        ("T g, raw float64 lr, raw float64 step, float64 l2, float64 decoupled_wd, "
-         "float64 beta1, float64 beta2, float64 eps"),
+        ("T g, raw float64 scalars, float64 l2, float64 om_beta1, float64 beta2, "
+         "float64 om_beta2, float64 eps"),
         "T p, T m, T v",
         ("tg_real<T> pc = p, mc = m, vc = v; "
-         "tg_adam_step(pc, g, mc, vc, l2, 1.0 - lr[0] * decoupled_wd, beta1, beta2, "
-         "tg_adam_step_size(lr[0], beta1, step[0]), tg_adam_bc2_sqrt(beta2, step[0]), eps); "
+         "tg_adam_step(pc, g, mc, vc, l2, tg_real<T>(scalars[2]), om_beta1, beta2, om_beta2, "
+         "tg_real<T>(scalars[0]), tg_real<T>(scalars[1]), eps); "
          "p = pc; m = mc; v = vc")),
     "rmsprop_step": (
         "optimizers.cuh",
-        "T g, raw float64 lr, float64 alpha, float64 eps, float64 wd",
+        "T g, raw float64 lr, float64 alpha, float64 om_alpha, float64 eps, float64 wd",
         "T p, T sq",
         ("tg_real<T> pc = p, sc = sq; "
-         "tg_rmsprop_step(pc, g, sc, tg_real<T>(lr[0]), alpha, eps, wd); p = pc; sq = sc")),
+         "tg_rmsprop_step(pc, g, sc, tg_real<T>(lr[0]), alpha, om_alpha, eps, wd); "
+         "p = pc; sq = sc")),
     "rmsprop_momentum_step": (
         "optimizers.cuh",
-        "T g, raw float64 lr, float64 alpha, float64 eps, float64 wd, float64 momentum",
+        ("T g, raw float64 lr, float64 alpha, float64 om_alpha, float64 eps, float64 wd, "
+         "float64 momentum"),
         "T p, T sq, T buf",
         ("tg_real<T> pc = p, sc = sq, bc = buf; "
-         "tg_rmsprop_momentum_step(pc, g, sc, bc, tg_real<T>(lr[0]), alpha, eps, wd, "
+         "tg_rmsprop_momentum_step(pc, g, sc, bc, tg_real<T>(lr[0]), alpha, om_alpha, eps, wd, "
          "momentum); p = pc; sq = sc; buf = bc")),
 }
 
@@ -237,7 +248,7 @@ class CudaKernels:
         if momentum == 0:
             self._sgd_step(g, lr, float(weight_decay), p)
         else:
-            self._sgd_momentum_step(g, lr, float(momentum), float(dampening),
+            self._sgd_momentum_step(g, lr, float(momentum), 1.0 - float(dampening),
                                     float(weight_decay), bool(nesterov), bool(first_step),
                                     p, buf)
 
@@ -245,23 +256,30 @@ class CudaKernels:
                   eps: float, weight_decay: float, step: Any) -> None:
         """torch.optim.Adam on one tensor, in place; weight decay is L2 added to g. lr and
         the step count (already incremented) may be numbers or 1-element device arrays."""
-        self._adam_step(g, self._device_scalar(lr), self._device_scalar(step),
-                        float(weight_decay), 0.0, float(beta1), float(beta2), float(eps),
-                        p, m, v)
+        self._adam(p, g, m, v, lr, beta1, beta2, eps, step, l2=weight_decay, decoupled_wd=0.0)
 
     def adamw_step(self, p: Any, g: Any, m: Any, v: Any, lr: Any, beta1: float, beta2: float,
                    eps: float, weight_decay: float, step: Any) -> None:
         """torch.optim.AdamW on one tensor, in place; decoupled decay p *= 1 - lr * wd."""
-        self._adam_step(g, self._device_scalar(lr), self._device_scalar(step), 0.0,
-                        float(weight_decay), float(beta1), float(beta2), float(eps), p, m, v)
+        self._adam(p, g, m, v, lr, beta1, beta2, eps, step, l2=0.0, decoupled_wd=weight_decay)
+
+    def _adam(self, p: Any, g: Any, m: Any, v: Any, lr: Any, beta1: float, beta2: float,
+              eps: float, step: Any, l2: float, decoupled_wd: float) -> None:
+        # Two launches: the per-step scalars once (pow, sqrt, division in double on one
+        # thread), then the element update, which only loads them and stays bandwidth-bound.
+        scalars = self._cupy.empty(3, dtype=np.float64)
+        self._adam_scalars(self._device_scalar(lr), self._device_scalar(step), float(beta1),
+                           float(beta2), float(decoupled_wd), scalars)
+        self._adam_step(g, scalars, float(l2), 1.0 - float(beta1), float(beta2),
+                        1.0 - float(beta2), float(eps), p, m, v)
 
     def rmsprop_step(self, p: Any, g: Any, sq: Any, lr: Any, alpha: float, eps: float,
                      weight_decay: float, momentum: float, buf: Any) -> None:
         """torch.optim.RMSprop (centered=False) on one tensor, in place; buf is None when
         momentum == 0."""
         lr = self._device_scalar(lr)
+        args = (g, lr, float(alpha), 1.0 - float(alpha), float(eps), float(weight_decay))
         if momentum == 0:
-            self._rmsprop_step(g, lr, float(alpha), float(eps), float(weight_decay), p, sq)
+            self._rmsprop_step(*args, p, sq)
         else:
-            self._rmsprop_momentum_step(g, lr, float(alpha), float(eps), float(weight_decay),
-                                        float(momentum), p, sq, buf)
+            self._rmsprop_momentum_step(*args, float(momentum), p, sq, buf)
