@@ -8,6 +8,7 @@ that died, exited early or called another collective makes the others raise inst
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 import time
@@ -19,10 +20,12 @@ import numpy as np
 
 from .._tensor import Tensor
 
-# How long a wait spins on MPI_Test before it starts to sleep between tests: MPICH makes
-# progress only inside MPI calls, so a short collective finishes fastest while spinning, and a
-# long wait (another rank still computing) should leave the core to it.
-_SPIN_SECONDS = 0.01
+# A wait tests its request in a loop: MPICH makes progress only inside MPI calls, so a
+# collective finishes fastest when tested without pause. After _SPIN_SECONDS each test is
+# followed by a yield of the core (to another rank sharing it, on a loaded machine), and after
+# _YIELD_SECONDS (another rank is still computing) by a short sleep.
+_SPIN_SECONDS = 5e-4
+_YIELD_SECONDS = 0.05
 _SLEEP_SECONDS = 1e-4
 
 
@@ -76,8 +79,10 @@ class Work:
                         f"rank {self._group.rank}: {self._what} did not complete within "
                         f"{limit:g} s: another rank failed, exited, or did not call the same "
                         "collective (the limit is init_process_group's timeout)")
-                if waited > _SPIN_SECONDS:
+                if waited > _YIELD_SECONDS:
                     time.sleep(_SLEEP_SECONDS)
+                elif waited > _SPIN_SECONDS:
+                    os.sched_yield()
         self._done = True
         if self._finish is not None:
             self._finish()
