@@ -23,7 +23,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")  # before pyplot is imported anywhere
 _EXAMPLES = Path(__file__).resolve().parent
 
 
-CHECKPOINT = "checkpoint.npz"  # the file name of an example's checkpoint in its --out folder
+CHECKPOINT = "checkpoint.safetensors"  # an example's checkpoint in its --out folder
+LEGACY_CHECKPOINT = "checkpoint.npz"  # its name in the format before safetensors
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -64,6 +65,11 @@ def checkpoint(args: argparse.Namespace, out: Path, script: str) -> Path:
     stops here and says how to continue it or write elsewhere: a checkpoint may hold hours
     of training, and a quick try (--smoke, other options) must not wipe it."""
     path = out / CHECKPOINT
+    legacy = out / LEGACY_CHECKPOINT
+    if args.resume and legacy.exists() and not path.exists():
+        # Once: the converted file is the one every later save and --resume uses.
+        tg.save(tg.load(legacy, device="cpu"), path)
+        print(f"converted {legacy} (the previous checkpoint format) to {path}")
     if path.exists() and not (args.resume or args.overwrite):
         sys.exit(f"{script}: {path} holds the checkpoint of an earlier run; this run would "
                  "replace it. Continue that run with --resume, write this one elsewhere with "

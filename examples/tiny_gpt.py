@@ -12,7 +12,7 @@ half. A fixed set of sequences is held out: training never draws them, and the s
 fraction of them sorted exactly right by greedy decoding.
 
 Writes <out>/loss.png (the training loss), <out>/attention.png (what one head of the last
-layer looks at while it sorts one held-out sequence) and <out>/checkpoint.npz (every
+layer looks at while it sorts one held-out sequence) and <out>/checkpoint.safetensors (every
 --eval-every steps; --resume continues from it with nothing lost). A new run refuses to
 replace an earlier run's checkpoint unless given --overwrite.
 """

@@ -5,8 +5,9 @@
     python examples/train_digits.py --epochs 30 --resume          # ... continues to epoch 30
 
 A checkpoint (model, optimizer, epoch, data-loader position, curves so far) is written with
-tg.save after every epoch to <out>/checkpoint.npz; --resume continues from it with nothing lost:
-the resumed run ends with the same weights, bit for bit on the CPU, as one never interrupted.
+tg.save after every epoch to <out>/checkpoint.safetensors; --resume continues from it with nothing
+lost: the resumed run ends with the same weights, bit for bit on the CPU, as one never interrupted
+(a checkpoint.npz of the format before safetensors is converted once).
 A new run refuses to replace an earlier run's checkpoint unless given --overwrite.
 Loss and accuracy curves go to <out>/curves.png.
 """

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from checkpoint_v1 import save_v1
 
 import tensorgrad as tg
 
@@ -140,6 +141,20 @@ def test_train_digits_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert "already complete: 3 of 3 epochs done" in out and "training for" not in out
 
 
+def test_train_digits_resumes_once_from_a_checkpoint_of_the_previous_format(
+        tmp_path: Path) -> None:
+    """Runs that checkpointed before the safetensors format continue where they stopped."""
+    common = ["--epochs", "2", "--hidden", "16"]
+    run_example("train_digits.py", tmp_path / "straight", *common)
+    run_example("train_digits.py", tmp_path / "old", *common, "--stop-after", "1")
+    path = tmp_path / "old" / checkpoint_name()
+    save_v1(tg.load(path), tmp_path / "old" / "checkpoint.npz")
+    path.unlink()
+    out = run_example("train_digits.py", tmp_path / "old", *common, "--resume")
+    assert "(the previous checkpoint format) to" in out and "1 epochs done" in out
+    _assert_same(tg.load(tmp_path / "straight" / checkpoint_name()), tg.load(path))
+
+
 def test_a_new_run_refuses_to_replace_an_earlier_runs_checkpoint(tmp_path: Path) -> None:
     args = ["--epochs", "1", "--hidden", "8"]
     run_example("train_digits.py", tmp_path, *args)
@@ -202,8 +217,8 @@ def test_tiny_gpt_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert "stopping after step 4" in out
     out = run_example("tiny_gpt.py", tmp_path / "resumed", *common, "--resume")
     assert "resumed from" in out and "4 steps done" in out
-    straight = tg.load(tmp_path / "straight" / "checkpoint.npz")
-    resumed = tg.load(tmp_path / "resumed" / "checkpoint.npz")
+    straight = tg.load(tmp_path / "straight" / checkpoint_name())
+    resumed = tg.load(tmp_path / "resumed" / checkpoint_name())
     assert resumed["step"] == 12
     _assert_same(straight, resumed)
 
