@@ -158,10 +158,17 @@ def _step(kernels, name, args, p, g, st, step):
         kernels.rmsprop_step(p, g, st["sq"], lr, alpha, eps, wd, momentum, st.get("buf"))
 
 
+def _max_ulp(name: str, dtype) -> int:
+    # optimizers.cuh rounds every operation once, in the twins' order, with no FMA: equal bit
+    # for bit. Adam's step size comes from pow in double, which CUDA's libdevice computes
+    # within 2 ulp (the twin's from the C library); in float64 that can reach the parameter.
+    return 2 if name.startswith("adam") and np.dtype(dtype) == np.float64 else 0
+
+
 @pytest.mark.parametrize("size", [1, 257, 1_000_003])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name,args", OPTS, ids=[f"{n}{i}" for i, (n, _) in enumerate(OPTS)])
-def test_optimizer_parity(name, args, dtype, size, rng):
+def test_optimizer_steps_round_as_their_twins(name, args, dtype, size, rng):
     names = {"sgd": ["buf"] if args[1] else [], "adam": ["m", "v"], "adamw": ["m", "v"],
              "rmsprop": ["sq", "buf"] if args[4] else ["sq"]}[name]
     p = rng.normal(size=size).astype(dtype)
@@ -172,7 +179,36 @@ def test_optimizer_parity(name, args, dtype, size, rng):
         _step(CPU, name, args, host["p"], g, host, step)
         assert _step(GPU, name, args, dev["p"], cupy.asarray(g), dev, step) is None
     for key, value in host.items():
-        _close(dev[key], value, dtype)
+        got = cupy.asnumpy(dev[key])
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_array_max_ulp(got, value, maxulp=_max_ulp(name, dtype))
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.8])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=["float16", "float32"])
+def test_rmsprop_where_the_gradient_cancels_the_weight_decay(dtype, momentum, rng):
+    # g + wd * p near 0: contracted into one FMA it rounds once, the twin (and PyTorch's CPU)
+    # twice, and the step along g / (sqrt(sq) + eps) disagreed in every digit.
+    wd, size = 0.05, 1_000_003
+    p = rng.normal(size=size).astype(dtype)
+    g = (-(np.float32(wd) * p.astype(np.float32))).astype(dtype)
+    host = {"p": p, "sq": np.zeros_like(p), "buf": np.zeros_like(p)}
+    dev = {k: cupy.asarray(v) for k, v in host.items()}
+    args = (0.01, 0.99, 1e-8, wd, momentum)
+    _step(CPU, "rmsprop", args, host["p"], g, host, 1)
+    _step(GPU, "rmsprop", args, dev["p"], cupy.asarray(g), dev, 1)
+    for key, value in host.items():
+        np.testing.assert_array_equal(cupy.asnumpy(dev[key]), value, err_msg=key)
+
+
+def test_adam_rounds_one_minus_beta_once(rng):
+    # PyTorch passes the Python float 1 - beta2 = 0.0010000000000000009 to its float kernels,
+    # rounded once to 0.001; 1 - float32(0.999) is 0.00099998713, 1.3e-5 away in every v.
+    p = rng.normal(size=4096).astype(np.float32)
+    g = rng.normal(size=4096).astype(np.float32)
+    m, v = cupy.zeros(4096, np.float32), cupy.zeros(4096, np.float32)
+    GPU.adam_step(cupy.asarray(p), cupy.asarray(g), m, v, 1e-3, 0.9, 0.999, 1e-8, 0.0, 1)
+    np.testing.assert_array_equal(cupy.asnumpy(v), np.float32(0.001) * g * g)
 
 
 def test_optimizer_updates_a_non_contiguous_parameter_in_place(rng):
