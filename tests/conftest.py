@@ -59,3 +59,18 @@ def _torch_on_one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Why tests were skipped: one line per reason with its count (pytest's -rs prints a line
+    per test location, hundreds of them for the CUDA cases on a machine without a GPU)."""
+    counts: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        counts[reason] = counts.get(reason, 0) + 1
+    if counts:
+        terminalreporter.section("skipped tests, by reason")
+        for reason, n in sorted(counts.items(), key=lambda item: -item[1]):
+            terminalreporter.line(f"{n:5d}  {reason}")

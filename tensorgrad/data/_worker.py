@@ -106,8 +106,6 @@ def _worker_loop(worker_id: int, num_workers: int, seed: int, dataset: Any, fetc
                  worker_init_fn: Any, tasks: Any, results: Any) -> None:
     global _worker_info
     _worker_info = WorkerInfo(worker_id, num_workers, seed, dataset)
-    # At shutdown, answers nobody will read must not keep this process from exiting.
-    results.cancel_join_thread()
     try:
         _seed_everything(seed)
         if worker_init_fn is not None:
@@ -129,6 +127,8 @@ def _worker_loop(worker_id: int, num_workers: int, seed: int, dataset: Any, fetc
         except Exception:
             answer = _Failure(worker_id, traceback.format_exc())
         results.put((serial, key, answer))
+    # Shut down: answers nobody will read must not keep this process from exiting.
+    results.cancel_join_thread()
 
 
 class WorkerError(RuntimeError):
@@ -165,12 +165,15 @@ class WorkerPool:
             except queue.Empty:
                 dead = [(i, p.exitcode) for i, p in enumerate(self.processes)
                         if not p.is_alive()]
-                if dead:
+                if not dead:
+                    continue
+                try:  # what a worker sent just before it ended may still be on its way
+                    got_serial, got_key, answer = self.results.get(timeout=_POLL_S)
+                except queue.Empty:
                     self.close()
                     raise WorkerError("DataLoader worker(s) exited unexpectedly: "
                                       + ", ".join(f"worker {i} with exit code {code}"
                                                   for i, code in dead)) from None
-                continue
             if isinstance(answer, _Failure):
                 self.close()
                 raise WorkerError(f"in DataLoader worker process {answer.worker_id}:\n"
