@@ -177,7 +177,7 @@ def test_manual_seed_drops_the_old_generator_unless_a_graph_holds_it(device):
     assert held() is not None  # the graph's replays still draw from it
     graph.replay()
     assert np.isfinite(draw.numpy()).all()
-    del graph
+    del graph, draw
     gc.collect()
     assert held() is None
 
@@ -201,10 +201,10 @@ def test_capture_takes_lists_and_arrays_as_arguments(device):
 
 def test_capture_refuses_tensors_inside_containers(device):
     _cuda_only(device)
-    step = tg.cuda.capture(lambda pair: pair[0] + pair[1])
+    step = tg.cuda.capture(lambda x, pair: x + pair[0] + pair[1])
     x = tg.ones(3, device=device)
-    with pytest.raises(TypeError, match=r"argument 0\[0\] holds a tensor.*of its own"):
-        step([x, x])
+    with pytest.raises(TypeError, match=r"argument 1\[0\] holds a tensor.*of its own"):
+        step(x, [x, x])
     with pytest.raises(TypeError, match=r"argument 1 is a set.*compared by value"):
         tg.cuda.capture(lambda x, s: x)(x, {1, 2})
 
