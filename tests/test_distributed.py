@@ -80,6 +80,26 @@ def test_ddp_on_two_ranks_matches_one_process_on_the_whole_batch(tmp_path: Path)
                     "resume"], proc.stdout + proc.stderr
 
 
+EMULATOR = ROOT / "tests" / "cuda_emulator"
+
+
+@pytest.mark.parametrize("script", ["collectives.py", "ddp_equivalence.py"])
+def test_nccl_backend_on_two_ranks_under_the_emulated_cuda(script: str, tmp_path: Path) -> None:
+    """The nccl path (CuPy's NcclCommunicator, its streams and events) with the emulated CuPy
+    and its NCCL stand-in, which carries the collectives over MPI: init_process_group()
+    picks NCCL because every rank has a (emulated) GPU."""
+    if not (EMULATOR / "cupy" / "cuda" / "nccl.py").is_file():
+        pytest.skip("the emulated CuPy (tests/cuda_emulator) is not in this checkout")
+    args = [str(tmp_path), "cuda"] if script == "ddp_equivalence.py" else ["cuda"]
+    path = os.pathsep.join([str(EMULATOR), str(ROOT)])
+    proc = _mpiexec(2, script, *args, timeout=120, PYTHONPATH=path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    expected = (["ok collectives 2"] if script == "collectives.py" else
+                [f"ok {case}" for case in ("sgd-momentum", "adam", "no_sync", "batchnorm",
+                                           "unused", "overlap", "resume")])
+    assert [line for line in proc.stdout.splitlines() if line.startswith("ok ")] == expected
+
+
 @pytest.mark.parametrize("mode, message", [
     ("mismatch", r"the ranks hold different models: rank 1 has parameter '0\.weight' of shape "
                  r"\(5, 3\) and dtype float32 where rank 0 has parameter '0\.weight' of shape "

@@ -1,8 +1,14 @@
 """Run under mpiexec with any number of ranks: every collective, over dtypes, on contiguous and
 non-contiguous tensors, blocking and with work handles, checked against the values each rank
-can compute alone. Prints `ok collectives <world size>` on rank 0; a wrong value raises."""
+can compute alone. Prints `ok collectives <world size>` on rank 0; a wrong value raises.
+
+Argument: the device, cpu (default: the mpi backend) or cuda (the nccl backend, which
+init_process_group() picks when every rank has a GPU).
+"""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -24,10 +30,16 @@ def check(got: tg.Tensor, want: np.ndarray, what: str) -> None:
                              f"{got.numpy().tolist()}, want {want.dtype.name} {want.tolist()}")
 
 
-def main() -> None:
-    dist.init_process_group(timeout=60)
+def main(device: str) -> None:
+    # None picks NCCL where every rank has a GPU: the path to test for cuda.
+    dist.init_process_group("mpi" if device == "cpu" else None, timeout=60)
     rank, size = dist.get_rank(), dist.get_world_size()
-    assert dist.is_initialized() and dist.get_backend() == "mpi"
+    backend = "nccl" if device == "cuda" else "mpi"
+    assert dist.is_initialized() and dist.get_backend() == backend, dist.get_backend()
+
+    def tensor(a: np.ndarray) -> tg.Tensor:
+        return tg.tensor(a, device=device)
+
     every = [values(r, tg.float64) for r in range(size)]
     expected = {ReduceOp.SUM: sum(every), ReduceOp.AVG: sum(every) / size,
                 ReduceOp.MAX: np.max(every, axis=0), ReduceOp.MIN: np.min(every, axis=0),
@@ -38,12 +50,12 @@ def main() -> None:
                 continue
             if op is ReduceOp.PRODUCT and dtype is tg.float16:
                 continue  # products overflow float16's range
-            t = tg.tensor(values(rank, dtype))
+            t = tensor(values(rank, dtype))
             assert dist.all_reduce(t, op=op) is None
             check(t, want.astype(dtype.name), f"all_reduce {op.name} {dtype.name}")
 
         # A transposed view: the result lands in the view's own memory layout.
-        base = tg.tensor(values(rank, dtype))
+        base = tensor(values(rank, dtype))
         view = base.T
         work = dist.all_reduce(view, async_op=True)
         work.wait()
@@ -52,29 +64,29 @@ def main() -> None:
         check(base, expected[ReduceOp.SUM].astype(dtype.name), f"base of .T {dtype.name}")
 
         src = size - 1
-        t = tg.tensor(values(rank, dtype))[:, ::2]
+        t = tensor(values(rank, dtype))[:, ::2]
         dist.broadcast(t, src)
         check(t, values(src, dtype)[:, ::2], f"broadcast {dtype.name}")
 
-        gathered = [tg.zeros((3, 4), dtype=dtype) for _ in range(size)]
-        dist.all_gather(gathered, tg.tensor(values(rank, dtype)), async_op=True).wait()
+        gathered = [tg.zeros((3, 4), dtype=dtype, device=device) for _ in range(size)]
+        dist.all_gather(gathered, tensor(values(rank, dtype)), async_op=True).wait()
         for r, g in enumerate(gathered):
             check(g, values(r, dtype), f"all_gather[{r}] {dtype.name}")
 
-        out = tg.zeros((3, 4), dtype=dtype)
-        inputs = [tg.tensor(values(rank, dtype) + k) for k in range(size)]
+        out = tg.zeros((3, 4), dtype=dtype, device=device)
+        inputs = [tensor(values(rank, dtype) + k) for k in range(size)]
         dist.reduce_scatter(out, inputs)
         check(out, (expected[ReduceOp.SUM] + size * rank).astype(dtype.name),
               f"reduce_scatter {dtype.name}")
 
-    flags = tg.tensor([rank == 0, True, False])
+    flags = tensor(np.array([rank == 0, True, False]))
     dist.all_reduce(flags, op=ReduceOp.MAX)
     check(flags, np.array([True, True, False]), "all_reduce of bool")
-    scalar = tg.tensor(float(rank))
+    scalar = tensor(np.array(rank, np.float32))
     dist.all_reduce(scalar, op=ReduceOp.MAX)
     check(scalar, np.array(size - 1.0, np.float32), "all_reduce of a 0-d tensor")
     # In place, as torch: a parameter's version moves, so a stale saved value is caught.
-    p = tg.ones(2, requires_grad=True)
+    p = tg.ones(2, requires_grad=True, device=device)
     before = p._version[0]
     dist.all_reduce(p)
     assert p._version[0] == before + 1
@@ -89,4 +101,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else "cpu")

@@ -1,7 +1,8 @@
 """Run under mpiexec with 2 ranks: DDP over the ranks, each on its half of every batch, against
 a single process (this rank, without the group) on the whole batch. Prints one `ok <case>` line
-per case on rank 0; any difference raises (and aborts the job). Argument: a folder shared by
-the ranks, for the checkpoint."""
+per case on rank 0; any difference raises (and aborts the job). Arguments: a folder shared by
+the ranks, for the checkpoint, and the device (cpu, the default, or cuda: the nccl backend).
+"""
 
 from __future__ import annotations
 
@@ -16,19 +17,20 @@ import tensorgrad.distributed as dist
 from tensorgrad.nn.parallel import DistributedDataParallel
 
 STEPS = 4
+DEVICE = sys.argv[2] if len(sys.argv) > 2 else "cpu"
 BATCH = 8
 
 
 def mlp() -> tg.nn.Module:
     tg.manual_seed(0)
     return tg.nn.Sequential(tg.nn.Linear(5, 7), tg.nn.Tanh(), tg.nn.Linear(7, 7), tg.nn.Tanh(),
-                            tg.nn.Linear(7, 3)).double()
+                            tg.nn.Linear(7, 3)).double().to(DEVICE)
 
 
 def data(step: int) -> tuple[tg.Tensor, tg.Tensor]:
     rng = np.random.default_rng(100 + step)
-    return (tg.tensor(rng.standard_normal((BATCH, 5))),
-            tg.tensor(rng.integers(0, 3, BATCH)))
+    return (tg.tensor(rng.standard_normal((BATCH, 5)), device=DEVICE),
+            tg.tensor(rng.integers(0, 3, BATCH), device=DEVICE))
 
 
 def shard(t: tg.Tensor) -> tg.Tensor:
@@ -55,8 +57,9 @@ def params(model):
 
 def same_on_every_rank(arrays, what):
     for a in arrays:
-        gathered = [tg.zeros(a.shape, dtype=tg.float64) for _ in range(dist.get_world_size())]
-        dist.all_gather(gathered, tg.tensor(a))
+        gathered = [tg.zeros(a.shape, dtype=tg.float64, device=DEVICE)
+                    for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, tg.tensor(a, device=DEVICE))
         for r, g in enumerate(gathered):
             if not np.array_equal(g.numpy(), a):
                 raise AssertionError(f"{what}: rank {r} differs from rank {dist.get_rank()}")
@@ -82,7 +85,7 @@ def case_optimizer(name, make_opt, accumulate=1):
 def case_batchnorm():
     tg.manual_seed(0)
     model = tg.nn.Sequential(tg.nn.Linear(5, 6), tg.nn.BatchNorm1d(6), tg.nn.ReLU(),
-                             tg.nn.Linear(6, 3)).double()
+                             tg.nn.Linear(6, 3)).double().to(DEVICE)
     ddp = DistributedDataParallel(model)
     opt = tg.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
     bn = model[1]
@@ -120,8 +123,8 @@ def case_unused():
             return self.left(h) if dist.get_rank() == 0 else self.right(h)
 
     tg.manual_seed(0)
-    ddp = DistributedDataParallel(TwoHeads().double())
-    x = tg.ones(2, 4, dtype=tg.float64)
+    ddp = DistributedDataParallel(TwoHeads().double().to(DEVICE))
+    x = tg.ones(2, 4, dtype=tg.float64, device=DEVICE)
     for _ in range(2):  # the second forward checks that the first reduction finished
         ddp.zero_grad()
         ddp(x).sum().backward()
@@ -139,7 +142,7 @@ def case_unused():
 def case_overlap():
     tg.manual_seed(0)
     model = tg.nn.Sequential(tg.nn.Linear(6, 6), tg.nn.ReLU(), tg.nn.Linear(6, 6), tg.nn.ReLU(),
-                             tg.nn.Linear(6, 2)).double()
+                             tg.nn.Linear(6, 2)).double().to(DEVICE)
     ddp = DistributedDataParallel(model, bucket_cap_mb=1e-4)  # about one layer per bucket
     events = []
     real = dist.all_reduce
@@ -151,7 +154,7 @@ def case_overlap():
     dist.all_reduce = recording
     model[0].weight.register_hook(lambda g: events.append("first layer's gradient"))
     try:
-        ddp(tg.ones(3, 6, dtype=tg.float64)).sum().backward()
+        ddp(tg.ones(3, 6, dtype=tg.float64, device=DEVICE)).sum().backward()
     finally:
         dist.all_reduce = real
     first = events.index("first layer's gradient")
@@ -174,7 +177,7 @@ def case_resume():
     if dist.get_rank() == 0:  # one writer (atomic), then everyone reads
         tg.save({"model": first.state_dict(), "opt": opt.state_dict()}, path)
     dist.barrier()
-    state = tg.load(path)
+    state = tg.load(path, device=DEVICE)
     assert all(k.startswith("module.") for k in state["model"]), list(state["model"])
     second, opt = fresh()
     second.load_state_dict(state["model"])
@@ -194,7 +197,9 @@ def report(name):
 
 
 def main():
-    dist.init_process_group(timeout=60)
+    # None picks NCCL where every rank has a GPU: the path to test for cuda.
+    dist.init_process_group("mpi" if DEVICE == "cpu" else None, timeout=60)
+    assert dist.get_backend() == ("mpi" if DEVICE == "cpu" else "nccl"), dist.get_backend()
     assert dist.get_world_size() == 2
     case_optimizer("sgd-momentum", lambda m: tg.optim.SGD(m.parameters(), lr=0.1, momentum=0.9))
     case_optimizer("adam", lambda m: tg.optim.Adam(m.parameters(), lr=0.01))
