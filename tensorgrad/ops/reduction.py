@@ -136,7 +136,7 @@ def _products_of_others(xp: Any, a: Any, dims: tuple[int, ...]) -> Any:
                                        axis=-1), axis=-1), axis=-1)
     others = (left * right).reshape(moved.shape)
     # ascontiguousarray makes a 0-d array 1-d, hence the reshape.
-    others = xp.ascontiguousarray(xp.transpose(others, np.argsort(rest + list(dims))))
+    others = xp.ascontiguousarray(xp.transpose(others, np.argsort(rest + list(dims)).tolist()))
     return others.reshape(a.shape)
 
 
