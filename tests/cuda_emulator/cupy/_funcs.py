@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _emulator
 from ._core import NAMES, _host_to_device, _unsupported, dispatch, ndarray
+from ._raw import RawKernel, RawModule
 
 _CUPY_UFUNCS = frozenset(NAMES["ufuncs"])
 _SCALARS = (bool, int, float, complex, np.generic)
@@ -232,7 +233,6 @@ _SPECIAL: dict[str, Any] = {
     "empty_like": empty_like, "get_array_module": get_array_module, "from_dlpack": from_dlpack,
     "fuse": fuse, "get_default_memory_pool": get_default_memory_pool,
     "is_available": is_available, "ndarray": ndarray, "ufunc": ufunc,
-    "RawKernel": _refused("RawKernel", "tensorgrad uses ElementwiseKernels only"),
-    "RawModule": _refused("RawModule", "tensorgrad uses ElementwiseKernels only"),
-    "ReductionKernel": _refused("ReductionKernel", "tensorgrad uses ElementwiseKernels only"),
+    "RawKernel": RawKernel, "RawModule": RawModule,
+    "ReductionKernel": _refused("ReductionKernel", "tensorgrad does not use it"),
 }

@@ -250,7 +250,12 @@ class ElementwiseKernel:
         else:
             if not nonraw:
                 raise ValueError("Loop size is undecided.")
-            shape = np.broadcast_shapes(*(a.shape for a in nonraw))
+            try:
+                shape = np.broadcast_shapes(*(a.shape for a in nonraw))
+            except ValueError:
+                shapes = ", ".join(str(a.shape) for a in nonraw)
+                raise ValueError(f"operands could not be broadcast together with shapes "
+                                 f"{shapes}") from None
         in_args, out_args = pre[:self.nin], pre[self.nin:]
         in_types, out_types, bound = _decide_types(
             self.in_params, self.out_params,

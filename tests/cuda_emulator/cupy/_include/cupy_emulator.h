@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <type_traits>
+
 #define __device__
 #define __host__
 #define __global__
@@ -153,8 +155,11 @@ class CArray {
     for (int d = 0; d < ndim; ++d) p += idx[d] * strides_[d];
     return *reinterpret_cast<T *>(p);
   }
-  // Element at a C-order flat index (what a raw parameter's x[i] uses).
-  T &operator[](ptrdiff_t i) const {
+  // Element at a C-order flat index (what a raw parameter's x[i] uses); any integer type,
+  // including a literal 0, which would otherwise also match the pointer overload.
+  template <typename I, typename = typename std::enable_if<std::is_integral<I>::value>::type>
+  T &operator[](I flat) const {
+    ptrdiff_t i = static_cast<ptrdiff_t>(flat);
     if (c_contiguous) return data_[i];
     char *p = reinterpret_cast<char *>(data_);
     for (int d = ndim - 1; d >= 0; --d) {
@@ -163,8 +168,6 @@ class CArray {
     }
     return *reinterpret_cast<T *>(p);
   }
-  // x[0] would otherwise be ambiguous between the two above (0 is also a null pointer).
-  T &operator[](int i) const { return (*this)[static_cast<ptrdiff_t>(i)]; }
 };
 
 template <int ndim, bool use_32bit_indexing = false>
