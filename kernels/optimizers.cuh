@@ -68,7 +68,7 @@ __device__ __forceinline__ void tg_adam_step_(R& p, R g, R& m, R& v, R l2, R dec
                                               R one_minus_beta1, R beta2, R one_minus_beta2,
                                               R step_size, R bc2_sqrt, R eps) {
     if (l2 != R(0)) g += tg_mul(l2, p);
-    p *= decay;
+    p = tg_mul(p, decay);  // rounded before the step below: no FMA across the two
     m += tg_mul(one_minus_beta1, g - m);  // PyTorch's lerp(m, g, 1 - beta1) below weight 0.5
     v = tg_mul(v, beta2) + tg_mul(tg_mul(one_minus_beta2, g), g);
     p -= tg_mul(step_size, m / (tg_sqrt(v) / bc2_sqrt + eps));

@@ -270,9 +270,9 @@ def test_a_float_next_to_a_double_is_ambiguous(nvrtc, sources, dtype):
 
 def test_an_error_in_a_cuh_file_names_the_file_and_line(nvrtc, sources):
     lines = (ROOT / "kernels" / "optimizers.cuh").read_text().splitlines()
-    line = 1 + next(i for i, text in enumerate(lines) if "p *= decay;" in text)
+    line = 1 + next(i for i, text in enumerate(lines) if "p = tg_mul(p, decay);" in text)
     entry = dict(sources["tg_adam_step<float32,contiguous>"])
-    entry["source"] = entry["source"].replace("p *= decay;", "p *= decay")
+    entry["source"] = entry["source"].replace("p = tg_mul(p, decay);", "p = tg_mul(p, decay)")
     # NVRTC reports a missing ';' on the line where it notices it: this one or the next.
     with pytest.raises(AssertionError, match=rf"optimizers\.cuh\(({line}|{line + 1})\): error"):
         compile_source(nvrtc, entry)
