@@ -217,6 +217,13 @@ def targets(ix: Index) -> list[Target]:
                       ratio(small, torch_graph), 1.0, note=_pair_note(small, torch_graph)))
     out.append(Target("captured medium MLP step (issue 7)", medium.time * 1e3 if medium else None,
                       0.26, unit=" ms"))
+    for case, what in (("state dict save", "tg.save / torch.save"),
+                       ("state dict load", "tg.load / torch.load(weights_only=True)")):
+        sizes = ix.sizes("checkpoint", case, "cpu")
+        tg, torch = (ix.get("checkpoint", case, sizes[-1] if sizes else None, i)
+                     for i in ("tensorgrad-cpu", "torch-cpu"))
+        out.append(Target(f"{what}, float32 state dict of {sizes[-1] if sizes else '-'} MiB "
+                          "(issue 18)", ratio(tg, torch), 1.0, note=_pair_note(tg, torch)))
     return out
 
 
@@ -328,7 +335,11 @@ def render(records: list[Record], env: dict[str, str], mode: str, elapsed: float
             ("matmul", "matmul", "Matmul n x n x n float32", "tflops"),
             ("mlp", "mlp step", "MLP training step (Linear/ReLU, cross-entropy, SGD)", "time"),
             ("cnn", "cnn step", "CNN training step (Conv3x3-ReLU-MaxPool2-Linear, SGD)", "time"),
-            ("adam", "adam step", "Adam step (10 tensors)", "gbps")):
+            ("adam", "adam step", "Adam step (10 tensors)", "gbps"),
+            ("checkpoint", "state dict save", "Saving a float32 state dict (MiB)", "gbps"),
+            ("checkpoint", "state dict load", "Loading a float32 state dict (MiB)", "gbps"),
+            ("checkpoint", "state dict load mmap", "Mapping a float32 state dict (MiB)",
+             "time")):
         for device in ix.devices(workload):
             parts += [section_simple(ix, workload, case, title, device, metric), ""]
     return "\n".join(parts)

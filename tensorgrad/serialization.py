@@ -44,6 +44,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import mmap
 import os
 import re
 import struct
@@ -368,7 +369,8 @@ def _fsync_folder(folder: str) -> None:
 
 # ---- loading ----------------------------------------------------------------------------------
 def load(f: str | os.PathLike[str] | BinaryIO, device: str | Device | None = None,
-         map_location: str | Device | None = None, weights_only: bool = True) -> Any:
+         map_location: str | Device | None = None, weights_only: bool = True,
+         mmap: bool = False) -> Any:
     """Read what tg.save wrote (or any safetensors file), as torch.load.
 
     f is a path or a binary file object. device=None puts each tensor on the device it was saved
@@ -378,6 +380,12 @@ def load(f: str | os.PathLike[str] | BinaryIO, device: str | Device | None = Non
     is accepted for PyTorch's call sites: these files hold no code, so both values read the
     same and neither ever unpickles. Files of the previous .npz format are still read
     (deprecated; save them again to convert them).
+
+    mmap=True (as torch.load's) maps a safetensors file instead of reading it: CPU tensors then
+    look at the file's pages (copy-on-write: writing to them never changes the file) and load
+    takes no time, each page being read when first used. The file stays mapped while such a
+    tensor lives: replacing it, as tg.save does, is safe, but changing or truncating it in
+    place shows through or kills the process (SIGBUS), and on Windows it cannot be replaced.
     """
     if map_location is not None:
         if not isinstance(map_location, (str, Device)):
@@ -387,13 +395,14 @@ def load(f: str | os.PathLike[str] | BinaryIO, device: str | Device | None = Non
             raise ValueError(f"tg.load: device={device!r} and map_location={map_location!r} "
                              "disagree; give one")
         device = map_location
-    if not isinstance(weights_only, bool):
-        raise TypeError(f"tg.load: weights_only must be a bool, got {weights_only!r}")
+    for flag, value in (("weights_only", weights_only), ("mmap", mmap)):
+        if not isinstance(value, bool):
+            raise TypeError(f"tg.load: {flag} must be a bool, got {value!r}")
     target = None if device is None else as_device(device)
     if isinstance(f, (str, os.PathLike)):
         path = os.fspath(f)
         with open(path, "rb") as stream:
-            return _load_stream(stream, path, target)
+            return _load_stream(stream, path, target, mmap)
     if not hasattr(f, "read"):
         raise TypeError(f"tg.load: f must be a path or a binary file object, got "
                         f"{type(f).__name__}")
@@ -402,10 +411,10 @@ def load(f: str | os.PathLike[str] | BinaryIO, device: str | Device | None = Non
         name = f"<{type(f).__name__}>"
     if not (hasattr(f, "readinto") and f.seekable()):
         f = io.BytesIO(f.read())
-    return _load_stream(f, name, target)
+    return _load_stream(f, name, target, mmap)
 
 
-def _load_stream(f: Any, path: str, target: Device | None) -> Any:
+def _load_stream(f: Any, path: str, target: Device | None, mapped: bool) -> Any:
     start = f.tell()
     size = f.seek(0, io.SEEK_END) - start
     f.seek(start)
@@ -424,7 +433,7 @@ def _load_stream(f: Any, path: str, target: Device | None) -> Any:
         else:
             what = f"not a safetensors file (it starts with {head!r})"
         raise SerializationError(f"{path} is not a tensorgrad checkpoint: {what}")
-    metadata, arrays = _read_safetensors(f, path, size)
+    metadata, arrays = _read_safetensors(f, path, size, mapped)
     if metadata is None or _METADATA_KEY not in metadata:
         return _SafetensorsDecoder(path, target, arrays).plain()
     description = _parse_json(metadata[_METADATA_KEY], path, "the tensorgrad metadata")
@@ -449,10 +458,10 @@ def _parse_json(text: str | bytes, path: str, what: str) -> Any:
         raise SerializationError(f"{path}: {what} is nested too deeply to read") from None
 
 
-def _read_safetensors(f: Any, path: str, size: int
+def _read_safetensors(f: Any, path: str, size: int, mapped: bool
                       ) -> tuple[dict[str, str] | None, dict[str, np.ndarray]]:
     """The metadata and the arrays of a safetensors file, every entry checked against the file
-    before anything is allocated; the checks are those of the safetensors library."""
+    before anything is allocated or mapped; the checks are those of the safetensors library."""
     (header_size,) = struct.unpack("<Q", f.read(8))
     if header_size > min(size - 8, _MAX_HEADER_BYTES):
         raise SerializationError(f"{path}: the safetensors header declares {header_size} bytes, "
@@ -479,11 +488,22 @@ def _read_safetensors(f: Any, path: str, size: int
                                  + ("" if end > data_size else " bytes the file holds"))
     arrays: dict[str, np.ndarray] = {}
     base = f.tell()
+    if mapped:
+        try:
+            pages = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        except (OSError, ValueError) as err:  # io.UnsupportedOperation is both
+            raise ValueError(f"tg.load(mmap=True) needs a file on disk, not {path} ({err})"
+                             ) from None
     for key, (dtype, shape), begin, _ in entries:
-        array = np.empty(shape, dtype.np)
-        if array.nbytes:
-            f.seek(base + begin)
-            _read_exactly(f, memoryview(array.reshape(-1).view(np.uint8)), path)
+        if mapped:
+            array = np.frombuffer(pages, dtype.np, math.prod(shape), base + begin).reshape(shape)
+            if not array.flags.aligned:  # a header not padded to 8 bytes (not one of ours)
+                array = array.copy()
+        else:
+            array = np.empty(shape, dtype.np)
+            if array.nbytes:
+                f.seek(base + begin)
+                _read_exactly(f, memoryview(array.reshape(-1).view(np.uint8)), path)
         arrays[key] = array
     return metadata, {key: arrays[key] for key in header}
 

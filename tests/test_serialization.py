@@ -149,8 +149,8 @@ def test_views_and_transposes_save_their_values(tmp_path, rng):
 
 
 # ---- shared memory ---------------------------------------------------------------------------
-def test_views_of_a_saved_tensor_are_stored_once_and_come_back_sharing(tmp_path, rng):
-    base = tg.tensor(rng.standard_normal((400, 60)).astype(np.float32))
+def test_views_of_a_saved_tensor_are_stored_once_and_come_back_sharing(tmp_path, rng, device):
+    base = tg.tensor(rng.standard_normal((400, 60)).astype(np.float32), device=device)
     obj = {"base": base, "t": base.T, "rows": base[10:20, ::3], "flip": base[::-1]}
     path = tmp_path / "s.st"
     tg.save(obj, path)
@@ -158,6 +158,7 @@ def test_views_of_a_saved_tensor_are_stored_once_and_come_back_sharing(tmp_path,
     assert path.stat().st_size < base.numpy().nbytes + 4096
     got = tg.load(path)
     for key in obj:
+        assert got[key].device == device
         np.testing.assert_array_equal(got[key].numpy(), obj[key].numpy())
     with tg.no_grad():
         got["base"][12, 3] = 7.0  # in place through the base: every view sees it
@@ -252,6 +253,39 @@ def test_map_location_and_weights_only_keywords(tmp_path):
         tg.load(tmp_path / "c.st", device="cpu", map_location="cuda")
     with pytest.raises(TypeError, match="weights_only must be a bool"):
         tg.load(tmp_path / "c.st", weights_only=None)
+
+
+def test_mmap_maps_the_file_copy_on_write(tmp_path, rng):
+    values = rng.standard_normal((64, 33)).astype(np.float32)
+    path = tmp_path / "c.st"
+    tg.save({"w": tg.tensor(values), "b": tg.arange(5), "e": tg.zeros(0), "s": tg.tensor(2.0)},
+            path)
+    before = path.read_bytes()
+    got = tg.load(path, mmap=True)
+    assert not got["w"].numpy().flags.owndata  # a view of the mapping, not a copy
+    np.testing.assert_array_equal(got["w"].numpy(), values)
+    assert got["b"].tolist() == [0, 1, 2, 3, 4] and got["e"].shape == (0,)
+    assert got["s"].item() == 2.0
+    with tg.no_grad():
+        got["w"].mul_(0.0)  # writable, and the file does not change
+    assert path.read_bytes() == before
+    tg.save({"w": tg.ones(1)}, path)  # replacing the mapped file leaves the tensors as they were
+    assert got["b"].tolist() == [0, 1, 2, 3, 4] and float(got["w"].sum().item()) == 0.0
+    with open(path, "rb") as f:
+        assert tg.load(f, mmap=True)["w"].tolist() == [1.0]
+    with pytest.raises(ValueError, match=r"mmap=True\) needs a file on disk, not <BytesIO>"):
+        tg.load(io.BytesIO(before), mmap=True)
+    with pytest.raises(TypeError, match="mmap must be a bool"):
+        tg.load(path, mmap="yes")
+
+
+def test_mmap_of_a_file_whose_data_is_not_aligned_copies_the_tensors(tmp_path):
+    header = json.dumps({"w": _entry("F32", [3], 0, 12)}).encode()  # no padding to 8 bytes
+    assert (8 + len(header)) % 4
+    values = np.array([1.5, -2.0, 3.25], np.float32)
+    _raw_file(tmp_path / "odd.st", header, values.tobytes())
+    got = tg.load(tmp_path / "odd.st", mmap=True)["w"]
+    assert got.numpy().flags.aligned and got.tolist() == [1.5, -2.0, 3.25]
 
 
 def test_a_foreign_safetensors_file_loads_as_a_dict_of_tensors(tmp_path):
