@@ -1,7 +1,8 @@
 """python -m tensorgrad info: versions, backends, GPUs, and why CUDA is unusable when it is.
 
-Reads versions from package metadata, so neither PyTorch nor CuPy is imported here (CuPy is
-imported by the CUDA backend's own probe, as for any first use of CUDA).
+PyTorch's version comes from package metadata, so it is not imported here; CuPy is imported
+by the CUDA backend's own probe, as for any first use of CUDA, and its row names the module
+that probe imported (which may be a stand-in, such as the test suite's emulator).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ def _version(distribution: str) -> str | None:
 
 
 def _cupy_version() -> str | None:
+    cupy = sys.modules.get("cupy")  # imported by the probe wherever it is importable
+    if cupy is not None:
+        return f"{cupy.__version__} ({Path(cupy.__file__).parent})"
     # CuPy ships as cupy-cuda12x, cupy-cuda13x, cupy (from source), ...: ask which one.
     for name in importlib.metadata.packages_distributions().get("cupy", []):
         version = _version(name)
@@ -47,6 +51,7 @@ def _gpu_names() -> list[str]:
 def info() -> list[tuple[str, str]]:
     """The rows `python -m tensorgrad info` prints."""
     torch = _version("torch")
+    reason = cuda_unusable_reason()
     rows = [
         ("tensorgrad", f"{tg.__version__} ({Path(tg.__file__).parent})"),
         ("Python", f"{platform.python_version()} ({platform.platform()})"),
@@ -54,7 +59,6 @@ def info() -> list[tuple[str, str]]:
         ("CuPy", _cupy_version() or "not installed"),
         ("PyTorch", f"{torch} (reference for tests only)" if torch else "not installed"),
     ]
-    reason = cuda_unusable_reason()
     if reason is None:
         rows.append(("backends", "cpu (NumPy), cuda (CuPy)"))
         rows.extend(("GPU", name) for name in _gpu_names())

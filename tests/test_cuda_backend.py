@@ -29,6 +29,7 @@ FAKE_CUPY = '''
 import os
 
 MISSING = os.environ.get("TG_FAKE_MISSING", "nvrtc")
+__version__ = "14.2.0"
 
 
 class _Namespace:

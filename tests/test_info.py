@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    # The caller's PYTHONPATH stays (after the checkout): in the emulated run it holds the
+    # stand-in CuPy, which the subprocess must see as this process does.
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    environment = {**os.environ, "PYTHONPATH": path, **env}
     return subprocess.run([sys.executable, "-m", "tensorgrad", *args], capture_output=True,
                           text=True, env=environment, timeout=120, check=False)
 
@@ -45,7 +48,11 @@ def test_info_prints_versions(info_rows):
         assert info_rows["PyTorch"] == ["not installed"]
     else:
         assert info_rows["PyTorch"][0].startswith(torch_version)
-    assert "CuPy" in info_rows
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:  # imported by the CUDA probe of this process, as of the subprocess's
+        assert info_rows["CuPy"] == [f"{cupy.__version__} ({Path(cupy.__file__).parent})"]
+    else:
+        assert "CuPy" in info_rows
 
 
 def test_info_reports_backends_and_cuda_state(info_rows):
