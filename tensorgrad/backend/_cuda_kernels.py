@@ -194,13 +194,14 @@ class CudaKernels:
     def _rows(self, name: str, arrays: tuple[Any, ...], scalars: tuple[Any, ...],
               out: Any) -> Any:
         """Run a row kernel over the last axis of C-contiguous copies of arrays (float16 in
-        float32), writing a new array, or out when given."""
+        float32), writing a new array, or out when given. out may be one of the inputs: each
+        thread reads an element before it writes it, and every read of a row's reductions
+        comes before the block's first write."""
         cupy = self._cupy
         x = arrays[0]
         compute = np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
         arrays = tuple(cupy.ascontiguousarray(a, dtype=compute) for a in arrays)
-        direct = (out is not None and out.dtype == compute and out.flags.c_contiguous
-                  and all(out is not a for a in arrays))
+        direct = out is not None and out.dtype == compute and out.flags.c_contiguous
         result = out if direct else cupy.empty(x.shape, compute)
         n = x.shape[-1]
         rows = x.size // n if n else 0

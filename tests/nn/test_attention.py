@@ -439,3 +439,14 @@ def test_tiny_gpt_training_trajectory_equals_pytorch(monkeypatch):
     for name, p in twin.named_parameters():
         np.testing.assert_allclose(params[name].numpy(), p.detach().numpy(), rtol=1e-8,
                                    atol=1e-12, err_msg=name)
+
+
+def test_masked_fill_and_where_broadcast_as_torch(rng):
+    x, tx = _pair(rng.standard_normal((2, 3, 4)))
+    mask = rng.random((3, 1)) > 0.5
+    y = x.masked_fill(tg.tensor(mask), -1e9) + tg.where(tg.tensor(mask[None, :, :1] < 1), x, 0.0)
+    ty = tx.masked_fill(torch.tensor(mask), -1e9) + torch.where(
+        torch.tensor(mask[None, :, :1] < 1), tx, 0.0)
+    _close(y, ty, "float64", "output")
+    _backward_both(y, ty, rng)
+    _close(x.grad, tx.grad, "float64", "gradient")
