@@ -1,6 +1,7 @@
 """The row softmax kernels (kernels/softmax.cuh and their NumPy twins in CpuKernels): the twins
-against float64 references, the CUDA kernels against the twins where CUDA is usable, and
-softmax.cuh compiled with NVRTC for float and double (no GPU needed).
+against float64 references, and the CUDA kernels against the twins where CUDA is usable (on a
+GPU, or under the emulated CuPy of tests/cuda_emulator). test_kernels_compile.py compiles the
+RawModule with NVRTC from the source CuPy generates.
 
 Row lengths 1, 31, 32, 33, 1024 and 4097 straddle a warp, a block of 1024 threads and a row
 that each thread visits more than four times; values at +-1e4 check the max shift.
@@ -10,11 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_kernels_compile import compile_source, nvrtc  # noqa: F401 (nvrtc is a fixture)
 
 import tensorgrad as tg
 from tensorgrad.backend._cpu_kernels import CpuKernels
-from tensorgrad.backend._cuda_kernels import _ROW_KERNELS, _preamble
 
 K = CpuKernels()
 LENGTHS = [1, 31, 32, 33, 1024, 4097]
@@ -118,18 +117,3 @@ def test_cuda_kernels_match_their_twins(n, dtype, extreme, rng):
         np.testing.assert_allclose(cp.asnumpy(got).astype(np.float64), want, rtol=rtol,
                                    atol=atol)
 
-
-def _instantiations():
-    signatures = {
-        "tg_softmax_fwd": "const {t}*, {t}*, long long, long long, int",
-        "tg_softmax_bwd": "const {t}*, const {t}*, {t}*, long long",
-        "tg_log_softmax_fwd": "const {t}*, {t}*, long long",
-        "tg_log_softmax_bwd": "const {t}*, const {t}*, {t}*, long long",
-    }
-    assert set(signatures) == set(_ROW_KERNELS)
-    return "".join(f"template __global__ void {name}<{t}>({sig.format(t=t)});\n"
-                   for name, sig in signatures.items() for t in ("float", "double"))
-
-
-def test_softmax_cuh_compiles(nvrtc):  # noqa: F811 (the fixture)
-    compile_source(nvrtc, _preamble("softmax.cuh") + _instantiations(), "softmax.cuh")
