@@ -20,9 +20,10 @@ TF = torch.nn.functional
 TOL = {"float32": dict(rtol=2e-4, atol=2e-5), "float64": dict(rtol=1e-9, atol=1e-11)}
 
 
-def _pair(a: np.ndarray, requires_grad: bool = True) -> tuple[tg.Tensor, torch.Tensor]:
+def _pair(a: np.ndarray, requires_grad: bool = True, device: str = "cpu"
+          ) -> tuple[tg.Tensor, torch.Tensor]:
     grad = requires_grad and a.dtype != np.bool_
-    return tg.tensor(a, requires_grad=grad), torch.tensor(a, requires_grad=grad)
+    return tg.tensor(a, requires_grad=grad, device=device), torch.tensor(a, requires_grad=grad)
 
 
 def _close(got: tg.Tensor | None, want: torch.Tensor | None, dtype: str, what: str) -> None:
@@ -35,7 +36,7 @@ def _close(got: tg.Tensor | None, want: torch.Tensor | None, dtype: str, what: s
 def _backward_both(ours: tg.Tensor, theirs: torch.Tensor, rng: np.random.Generator) -> None:
     """Backpropagate the same random-weighted sum through both (never all-ones)."""
     w = rng.standard_normal(tuple(theirs.shape))
-    (ours * tg.tensor(w, dtype=ours.dtype)).sum().backward()
+    (ours * tg.tensor(w, dtype=ours.dtype, device=ours.device)).sum().backward()
     (theirs * torch.tensor(w, dtype=theirs.dtype)).sum().backward()
 
 
@@ -77,11 +78,12 @@ def _mask(kind: str | None, q: tuple[int, ...], k: tuple[int, ...], rng: np.rand
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("scale", [None, 0.3])
 @pytest.mark.parametrize("case", sorted(SDPA_CASES))
-def test_sdpa_matches_torch(case, scale, dtype, rng):
+def test_sdpa_matches_torch(case, scale, dtype, device, rng):
     qs, ks, vs, kind, causal = SDPA_CASES[case]
-    (q, tq), (k, tk), (v, tv) = (_pair(rng.standard_normal(s).astype(dtype)) for s in (qs, ks, vs))
+    (q, tq), (k, tk), (v, tv) = (_pair(rng.standard_normal(s).astype(dtype), device=device)
+                                 for s in (qs, ks, vs))
     mask = _mask(kind, qs, ks, rng, dtype)
-    m, tm = _pair(mask) if mask is not None else (None, None)
+    m, tm = _pair(mask, device=device) if mask is not None else (None, None)
     y = F.scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=causal, scale=scale)
     ty = TF.scaled_dot_product_attention(tq, tk, tv, attn_mask=tm, is_causal=causal,
                                          scale=scale)
@@ -93,12 +95,12 @@ def test_sdpa_matches_torch(case, scale, dtype, rng):
             _close(ours.grad, theirs.grad, dtype, f"gradient of {name}")
 
 
-def test_sdpa_row_with_every_key_masked_gives_zeros_as_torch(rng):
-    (q, tq), (k, tk), (v, tv) = (_pair(rng.standard_normal(s)) for s in
+def test_sdpa_row_with_every_key_masked_gives_zeros_as_torch(device, rng):
+    (q, tq), (k, tk), (v, tv) = (_pair(rng.standard_normal(s), device=device) for s in
                                  ((1, 2, 3, 4), (1, 2, 5, 4), (1, 2, 5, 4)))
     mask = np.ones((3, 5), dtype=bool)
     mask[1] = False
-    y = F.scaled_dot_product_attention(q, k, v, attn_mask=tg.tensor(mask))
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=tg.tensor(mask, device=device))
     ty = TF.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch.tensor(mask))
     assert (y.numpy()[:, :, 1] == 0).all()
     _close(y, ty, "float64", "output")
@@ -119,15 +121,15 @@ def test_sdpa_keeps_the_softmax_output_not_the_scores(rng):
     assert kinds.count("in") == 4 and [a.shape for a in arrays] == [(2, 3, 4, 4)]
 
 
-def test_sdpa_gradcheck_float64_first_and_second_order(rng):
-    q, k, v = (tg.tensor(rng.standard_normal(s), requires_grad=True)
+def test_sdpa_gradcheck_float64_first_and_second_order(device, rng):
+    q, k, v = (tg.tensor(rng.standard_normal(s), requires_grad=True, device=device)
                for s in ((2, 3, 4), (2, 5, 4), (2, 5, 3)))
-    mask = tg.tensor(rng.standard_normal((3, 5)), requires_grad=True)
+    mask = tg.tensor(rng.standard_normal((3, 5)), requires_grad=True, device=device)
     tg.autograd.gradcheck(lambda *a: F.scaled_dot_product_attention(*a), [q, k, v, mask])
     tg.autograd.gradcheck(
         lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.7),
         [q, k, v])
-    w = tg.tensor(rng.standard_normal((2, 3, 3)))
+    w = tg.tensor(rng.standard_normal((2, 3, 3)), device=device)
 
     def first_order(q, k, v, mask):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -237,7 +239,7 @@ def _mha_masks(spec: dict, n: int, heads: int, length: int, rng: np.random.Gener
 
 
 @pytest.mark.parametrize("case", sorted(MHA_CASES))
-def test_multihead_attention_matches_torch(case, rng):
+def test_multihead_attention_matches_torch(case, device, rng):
     ctor, fwd, self_attention = MHA_CASES[case]
     e, heads, n, length = 6, 2, 3, 4
     torch.manual_seed(0)
@@ -245,13 +247,14 @@ def test_multihead_attention_matches_torch(case, rng):
     ours = nn.MultiheadAttention(e, heads, dtype=tg.float64, **ctor)
     assert list(ours.state_dict()) == list(theirs.state_dict())
     _copy_into(ours, theirs)
+    ours.to(device)
     if not ctor.get("bias", True):
         assert ours.in_proj_bias is None and ours.out_proj.bias is None
     batch_first = ctor.get("batch_first", False)
 
     def inputs(features):
         shape = (n, length, features) if batch_first else (length, n, features)
-        return _pair(rng.standard_normal(shape))
+        return _pair(rng.standard_normal(shape), device=device)
 
     q, tq = inputs(e)
     if self_attention:
@@ -259,7 +262,8 @@ def test_multihead_attention_matches_torch(case, rng):
     else:
         (k, tk), (v, tv) = inputs(ctor.get("kdim", e)), inputs(ctor.get("vdim", e))
     masks = _mha_masks(fwd, n, heads, length, rng)
-    kw = {name: tg.tensor(m) if isinstance(m, np.ndarray) else m for name, m in masks.items()}
+    kw = {name: tg.tensor(m, device=device) if isinstance(m, np.ndarray) else m
+          for name, m in masks.items()}
     tkw = {name: torch.tensor(m) if isinstance(m, np.ndarray) else m
            for name, m in masks.items()}
     y, w = ours(q, k, v, **kw)
@@ -323,7 +327,7 @@ def test_multihead_attention_state_dict_goes_to_torch(rng):
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_encoder_layer_matches_torch(norm_first, activation, batch_first, rng):
+def test_encoder_layer_matches_torch(norm_first, activation, batch_first, device, rng):
     torch.manual_seed(0)
     kw = dict(dim_feedforward=10, dropout=0.0, activation=activation, batch_first=batch_first,
               norm_first=norm_first)
@@ -332,12 +336,14 @@ def test_encoder_layer_matches_torch(norm_first, activation, batch_first, rng):
     assert [(k, tuple(v.shape)) for k, v in ours.state_dict().items()] == \
         [(k, tuple(v.shape)) for k, v in theirs.state_dict().items()]
     _copy_into(ours, theirs)
+    ours.to(device)
     shape = (3, 5, 8) if batch_first else (5, 3, 8)
-    x, tx = _pair(rng.standard_normal(shape))
+    x, tx = _pair(rng.standard_normal(shape), device=device)
     causal = np.triu(np.ones((5, 5), dtype=bool), 1)
     pad = np.zeros((3, 5), dtype=bool)
     pad[1, 3:] = True
-    y = ours(x, src_mask=tg.tensor(causal), src_key_padding_mask=tg.tensor(pad))
+    y = ours(x, src_mask=tg.tensor(causal, device=device),
+             src_key_padding_mask=tg.tensor(pad, device=device))
     ty = theirs(tx, src_mask=torch.tensor(causal), src_key_padding_mask=torch.tensor(pad))
     _close(y, ty, "float64", "output")
     _backward_both(y, ty, rng)
