@@ -276,3 +276,13 @@ def test_an_error_in_a_cuh_file_names_the_file_and_line(nvrtc, sources):
     # NVRTC reports a missing ';' on the line where it notices it: this one or the next.
     with pytest.raises(AssertionError, match=rf"optimizers\.cuh\(({line}|{line + 1})\): error"):
         compile_source(nvrtc, entry)
+
+
+def test_adams_element_kernel_only_reads_its_per_step_scalars(sources):
+    # The step size and bias corrections come from the one-thread adam_scalars kernel; the
+    # element kernel computed two double pows per element before.
+    kernel = sources["tg_adam_step<float32,contiguous>"]["source"].split('extern "C"')[1]
+    assert "scalars[0]" in kernel and "scalars[1]" in kernel and "scalars[2]" in kernel
+    assert "pow" not in kernel and "tg_adam_step_size" not in kernel
+    scalars = sources["tg_adam_scalars<float64,contiguous>"]["source"].split('extern "C"')[1]
+    assert "tg_adam_step_size(lr[0], beta1, step)" in scalars
