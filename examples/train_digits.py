@@ -3,6 +3,7 @@
     python examples/train_digits.py                      # ~98% test accuracy in seconds on a CPU
     python examples/train_digits.py --epochs 30 --stop-after 10   # "interrupted" after epoch 10
     python examples/train_digits.py --epochs 30 --resume          # ... continues to epoch 30
+    python -m tensorgrad.distributed.run -n 2 examples/train_digits.py --distributed
 
 A checkpoint (model, optimizer, epoch, data-loader position, curves so far) is written with
 tg.save after every epoch to <out>/checkpoint.safetensors; --resume continues from it with nothing
@@ -10,10 +11,17 @@ lost: the resumed run ends with the same weights, bit for bit on the CPU, as one
 (a checkpoint.npz of the format before safetensors is converted once).
 A new run refuses to replace an earlier run's checkpoint unless given --overwrite.
 Loss and accuracy curves go to <out>/curves.png.
+
+With --distributed, under the launcher, the ranks train one model data-parallel
+(tg.nn.parallel.DistributedDataParallel over MPI, or NCCL on GPUs): each takes its share of
+every batch (tg.data.DistributedSampler), so --batch-size stays the global batch; only rank 0
+prints and writes the checkpoint, which has the same layout as a single process's.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +30,7 @@ import _common
 import numpy as np
 
 import tensorgrad as tg
+import tensorgrad.distributed as dist
 from tensorgrad import nn
 
 SCRIPT = "train_digits"
@@ -94,10 +103,26 @@ def main(argv: list[str] | None = None) -> None:
                    help="stop once epoch K is done, as if interrupted (then use --resume)")
     p.add_argument("--capture", action="store_true",
                    help="replay the training step as a CUDA graph (tg.cuda.capture)")
+    p.add_argument("--distributed", action="store_true",
+                   help="train data-parallel over the ranks started by `python -m "
+                        "tensorgrad.distributed.run -n N` (MPI on the CPU, NCCL on GPUs)")
     args = p.parse_args(argv)
+    ranks, rank = 1, 0
+    if args.distributed:
+        if args.capture:
+            p.error("--capture and --distributed cannot be combined (a CUDA graph cannot hold "
+                    "the collectives)")
+        dist.init_process_group("nccl" if tg.Device(args.device).type == "cuda" else "mpi")
+        ranks, rank = dist.get_world_size(), dist.get_rank()
+        if args.batch_size % ranks:
+            p.error(f"--batch-size {args.batch_size} must be a multiple of the {ranks} ranks")
+        if rank != 0:
+            sys.stdout = open(os.devnull, "w")  # only rank 0 reports
     if args.smoke:
         args.epochs = min(args.epochs, 2)
     device, out = _common.setup(args, SCRIPT)
+    if args.distributed and device.type == "cuda" and device.index is None:
+        device = tg.Device(f"cuda:{dist.get_node_local_rank() % tg.cuda.device_count()}")
     ckpt_path = _common.checkpoint(args, out, SCRIPT)
 
     x, y = tg.data.datasets.load_digits(device=device)
@@ -109,11 +134,19 @@ def main(argv: list[str] | None = None) -> None:
     # The loader's order is a function of (seed, epoch) only, so saving its epoch counter is
     # all it takes to replay the rest of an interrupted run. With --capture every batch must
     # have the same shape, so the last partial batch of each epoch is left out.
-    loader = tg.data.DataLoader(tg.data.TensorDataset(x_train, y_train),
-                                batch_size=args.batch_size, shuffle=True, seed=args.seed,
-                                drop_last=args.capture)
+    train_set = tg.data.TensorDataset(x_train, y_train)
+    if args.distributed:
+        # Each rank takes its share of the epoch's order, set per epoch below.
+        sampler = tg.data.DistributedSampler(train_set, seed=args.seed)
+        loader = tg.data.DataLoader(train_set, batch_size=args.batch_size // ranks,
+                                    sampler=sampler)
+    else:
+        loader = tg.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                                    seed=args.seed, drop_last=args.capture)
     config = {"hidden": args.hidden, "lr": args.lr, "batch_size": args.batch_size,
               "seed": args.seed, "capture": args.capture}
+    if args.distributed:
+        config["ranks"] = ranks
     history: dict[str, list[float]] = {"train_loss": [], "test_loss": [], "train_acc": [],
                                        "test_acc": []}
     start_epoch = 0
@@ -128,10 +161,13 @@ def main(argv: list[str] | None = None) -> None:
           f"batch size {args.batch_size}")
 
     loss_fn = nn.CrossEntropyLoss()
+    # DDP averages the gradients over the ranks in backward; `model` stays the plain module
+    # for evaluation and checkpoints.
+    net = nn.parallel.DistributedDataParallel(model) if args.distributed else model
 
     def train_step(xb: tg.Tensor, yb: tg.Tensor) -> tg.Tensor:
         optimizer.zero_grad()
-        loss = loss_fn(model(xb), yb)
+        loss = loss_fn(net(xb), yb)
         loss.backward()
         optimizer.step()
         return loss
@@ -150,12 +186,18 @@ def main(argv: list[str] | None = None) -> None:
     bar = _common.progress(range(start_epoch, args.epochs), desc="epochs",
                            total=args.epochs - start_epoch)
     for epoch in bar:
+        if args.distributed:
+            sampler.set_epoch(epoch)
         losses = []
         for i, (xb, yb) in enumerate(loader):
             if args.smoke and i == 3:
                 break
             losses.append(step(xb, yb).item())  # a float: keeps no graph alive
         train_loss = float(np.mean(losses))
+        if args.distributed:  # the mean over every rank's batches
+            mean = tg.tensor(train_loss, dtype=tg.float64, device=device)
+            dist.all_reduce(mean, op=dist.ReduceOp.AVG)
+            train_loss = mean.item()
         _, train_acc = evaluate(model, x_train, y_train)
         test_loss, test_acc = evaluate(model, x_test, y_test)
         for key, value in (("train_loss", train_loss), ("test_loss", test_loss),
@@ -163,16 +205,17 @@ def main(argv: list[str] | None = None) -> None:
             history[key].append(value)
         bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{100 * test_acc:.2f}%",
                         refresh=False)
-        tg.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "epoch": epoch + 1, "loader_epoch": loader.epoch, "config": config,
-                 "history": history}, ckpt_path)
+        if rank == 0:  # one writer (atomic); every rank reads it on --resume
+            tg.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "epoch": epoch + 1, "loader_epoch": loader.epoch, "config": config,
+                     "history": history}, ckpt_path)
         if args.stop_after is not None and epoch + 1 >= args.stop_after:
             print(f"stopping after epoch {epoch + 1} as asked (--stop-after); continue with "
                   "--resume")
             break
     elapsed = time.perf_counter() - started
     print(f"checkpoint: {ckpt_path}")
-    if history["test_acc"]:
+    if history["test_acc"] and rank == 0:
         plot_curves(history, out / "curves.png")
         print(f"final test accuracy: {100 * history['test_acc'][-1]:.2f}% after "
               f"{len(history['test_acc'])} epochs ({elapsed:.1f}s of training in this run)")
