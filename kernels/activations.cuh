@@ -11,8 +11,9 @@ __device__ __forceinline__ R tg_relu_(R x) { return x < R(0) ? R(0) : x; }  // N
 __device__ __forceinline__ float tg_relu(float x) { return tg_relu_(x); }
 __device__ __forceinline__ double tg_relu(double x) { return tg_relu_(x); }
 
+// `!(y <= 0)` rather than `y > 0`: a NaN input passes its gradient through, as PyTorch.
 template <typename R>
-__device__ __forceinline__ R tg_relu_grad_(R y, R gy) { return y > R(0) ? gy : R(0); }
+__device__ __forceinline__ R tg_relu_grad_(R y, R gy) { return y <= R(0) ? R(0) : gy; }
 __device__ __forceinline__ float tg_relu_grad(float y, float gy) { return tg_relu_grad_(y, gy); }
 __device__ __forceinline__ double tg_relu_grad(double y, double gy) {
     return tg_relu_grad_(y, gy);

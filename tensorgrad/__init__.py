@@ -61,6 +61,10 @@ from .ops.activation import (
 from .ops.arithmetic import (
     abs,
     add,
+    bitwise_and,
+    bitwise_not,
+    bitwise_or,
+    bitwise_xor,
     clamp,
     clip,
     div,
@@ -130,6 +134,7 @@ __all__ = [
     "Tensor", "data", "distributed", "load", "save", "viz",
     "abs", "add", "all", "amax", "amin", "any", "arange", "argmax", "argmin", "as_tensor",
     "autograd",
+    "bitwise_and", "bitwise_not", "bitwise_or", "bitwise_xor",
     "bool", "broadcast_to", "cat", "chunk", "clamp", "clip", "clone", "cos", "cuda", "device",
     "div", "elu", "empty", "empty_like", "enable_grad", "eq", "exp", "expand", "eye",
     "flatten", "float16", "float32", "float64", "floor_divide", "from_dlpack", "from_numpy",

@@ -627,16 +627,33 @@ def test_gradient_is_zero_at_the_kink(fn, device: str) -> None:
 @pytest.mark.parametrize("fn", [
     lambda m, x: x.max(), lambda m, x: x.min(), lambda m, x: x[:2].max(),
     lambda m, x: m.abs(x).sum(), lambda m, x: x.reshape(2, 2).max(1).values.sum(),
-], ids=["max", "min", "max_one_nan", "abs", "max_dim"])
+    lambda m, x: (m.relu(x) * m.arange(4.0, dtype=x.dtype, device=x.device)).sum(),
+], ids=["max", "min", "max_one_nan", "abs", "max_dim", "relu"])
 def test_nan_inputs_give_pytorchs_gradients(fn, device: str) -> None:
     """A NaN maximum sends its gradient to the NaNs (it gave NaN everywhere), abs' gradient at
-    NaN is 0 (it was NaN), as PyTorch."""
+    NaN is 0 (it was NaN), relu passes the gradient at a NaN through (it gave 0), as PyTorch."""
     torch = pytest.importorskip("torch")
     values = [1.0, math.nan, 3.0, math.nan]
     x, t = _t(values, device), torch.tensor(values, requires_grad=True)
     fn(tg, x).backward()
     fn(torch, t).backward()
     np.testing.assert_array_equal(x.grad.numpy(), t.grad.numpy())
+
+
+def test_relus_gradient_of_gradient_passes_at_nan(device: str) -> None:
+    """The recorded relu backward (ActivationGrad) uses the same mask as its kernel."""
+    torch = pytest.importorskip("torch")
+    values, weights = [-1.0, math.nan, 0.0, 2.0], [1.0, 2.0, 3.0, 4.0]
+    results = []
+    for m, x, v in ((tg, _t(values, device, False), _t(weights, device)),
+                    (torch, torch.tensor(values, dtype=torch.float64),
+                     torch.tensor(weights, dtype=torch.float64, requires_grad=True))):
+        x.requires_grad_(True)
+        (g,) = m.autograd.grad(m.relu(x), [x], grad_outputs=[v], create_graph=True)
+        (g * g).sum().backward()
+        results.append((g.detach().numpy(), v.grad.numpy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
 def test_clamp_passes_gradient_at_its_bounds(device: str) -> None:

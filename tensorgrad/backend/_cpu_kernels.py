@@ -254,9 +254,10 @@ class CpuKernels:
         return np.maximum(x, x.dtype.type(0), out=out)
 
     def relu_bwd(self, y: np.ndarray, gy: np.ndarray, out: np.ndarray | None = None):
-        """gy where y > 0, else 0 (also where gy is inf or NaN): the gradient at the kink x = 0
-        is 0, as in PyTorch. gy's bits times 0 or 1, exact in every dtype."""
-        mask = np.asarray(y > 0).view(np.int8)
+        """gy where not y <= 0, else 0 (also where gy is inf or NaN): the gradient at the kink
+        x = 0 is 0 and a NaN input passes gy through, as in PyTorch. gy's bits times 0 or 1,
+        exact in every dtype."""
+        mask = np.asarray(~(y <= 0)).view(np.int8)
         if out is None:
             return np.multiply(_int_view(gy), mask).view(gy.dtype)
         np.multiply(_int_view(gy), mask, out=_int_view(out))

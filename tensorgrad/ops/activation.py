@@ -94,13 +94,14 @@ def _positive(s: Tensor) -> Tensor:
 
 
 class Relu(Activation):
-    """y = max(x, 0); gradient 0 at x = 0. Backward reads y."""
+    """y = max(x, 0); gradient 0 at x = 0 and 1 at a NaN (PyTorch's `!(y <= 0)`). Backward
+    reads y."""
 
     key, from_output = "relu", True
 
     @staticmethod
     def derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
-        return _positive(s)
+        return 1.0 - ar.le(s, 0.0).to(dtype=s.dtype)
 
     @staticmethod
     def second_derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
