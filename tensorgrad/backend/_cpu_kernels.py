@@ -456,7 +456,8 @@ class CpuKernels:
                     out: np.ndarray | None = None) -> np.ndarray:
         """y (gy - sum(gy y)) over the last axis, from the softmax output y."""
         yc, gc = _up(y), _up(gy)
-        r = np.subtract(gc, (gc * yc).sum(axis=-1, keepdims=True), out=_dest(out, y.dtype))
+        dest = None if out is y else _dest(out, y.dtype)  # y is read again after the write
+        r = np.subtract(gc, (gc * yc).sum(axis=-1, keepdims=True), out=dest)
         r *= yc
         return _finish(r, y.dtype, out)
 
@@ -474,8 +475,10 @@ class CpuKernels:
                         out: np.ndarray | None = None) -> np.ndarray:
         """gy - exp(y) sum(gy) over the last axis, from the log-softmax output y."""
         yc, gc = _up(y), _up(gy)
-        r = np.exp(yc, out=_dest(out, y.dtype))
-        r *= gc.sum(axis=-1, keepdims=True)
+        total = gc.sum(axis=-1, keepdims=True)
+        dest = None if out is gy else _dest(out, y.dtype)  # gy is read again after the write
+        r = np.exp(yc, out=dest)
+        r *= total
         np.subtract(gc, r, out=r)
         return _finish(r, y.dtype, out)
 
