@@ -1,8 +1,9 @@
 """tg.nn.functional (import as F): the layers and losses as functions, as torch.nn.functional.
 
-Layers here are composites of core ops (linear, batch_norm, layer_norm, dropout, embedding,
-the losses other than cross-entropy) or of the window ops in _ops.py (conv2d and pooling);
-cross_entropy without class weights is one fused op. The activations are the core's,
+Layers here are composites of core ops (batch_norm, layer_norm, dropout, embedding, the
+losses other than cross-entropy) or wrappers of the ops in ops/fused.py (linear), ops/conv.py
+(conv2d, avg_pool2d), ops/pooling.py (max_pool2d) and ops/loss.py (cross_entropy without class
+weights, binary_cross_entropy). No Op class lives in nn/. The activations are the core's,
 re-exported.
 """
 
@@ -16,7 +17,7 @@ from .._creation import arange, ones, rand
 from .._tensor import Tensor
 from ..autograd import no_grad
 from ..ops import attention as _attention
-from ..ops import linalg as _linalg
+from ..ops import fused as _fused
 from ..ops.activation import (
     elu,
     gelu,
@@ -30,8 +31,10 @@ from ..ops.activation import (
     tanh,
 )
 from ..ops.arithmetic import where
+from ..ops.conv import Unfold, window_out_size
+from ..ops.loss import BinaryCrossEntropy, SoftmaxCrossEntropy
+from ..ops.pooling import MaxPool
 from ..ops.shape import pad
-from ._ops import BinaryCrossEntropy, MaxPool, SoftmaxCrossEntropy, Unfold, window_out_size
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -71,7 +74,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if input.ndim == 0 or input.shape[-1] != weight.shape[-1]:
         raise ValueError(f"linear: expected input with {weight.shape[-1]} features in its last "
                          f"dim, got input of shape {input.shape}")
-    return _linalg.linear(input, weight, bias)
+    return _fused.linear(input, weight, bias)
 
 
 def _window_args(kernel_size: Any, stride: Any, padding: Any, dilation: Any, what: str

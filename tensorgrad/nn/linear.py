@@ -7,7 +7,7 @@ from typing import Any
 
 from .._creation import empty
 from .._tensor import Tensor
-from ..ops.linalg import linear_activation
+from ..ops.fused import linear_activation
 from . import functional as F
 from . import init
 from .module import Module, Parameter

@@ -8,7 +8,7 @@ import pytest
 
 import tensorgrad as tg
 from tensorgrad import nn
-from tensorgrad.ops.linalg import linear_activation
+from tensorgrad.ops.fused import linear_activation
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
