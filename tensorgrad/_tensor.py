@@ -1,8 +1,8 @@
 """Tensor: an array of one device plus what autograd needs to know about it.
 
-What lives here: the Tensor class with its properties, conversions, in-place operators, and
-dunders and methods that call the op functions in `tensorgrad.ops`. The math lives in the ops;
-the backward walk in autograd/_engine.py.
+What lives here: the Tensor class with its properties, conversions, and the dunders and
+methods (in-place ones included) that call the op functions in `tensorgrad.ops`. The math
+lives in the ops; the backward walk in autograd/_engine.py.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ._device import Device, DeviceMismatchError, as_device
-from ._dtype import DType, as_dtype, from_numpy_dtype, result_type
+from ._device import Device, as_device
+from ._dtype import DType, as_dtype, from_numpy_dtype
 
 
 class Tensor:
@@ -312,151 +312,45 @@ class Tensor:
         self._hooks.append(hook)
         return _RemovableHandle(self._hooks, hook)
 
-    # ---- in place ---------------------------------------------------------------------------
-    def _inplace(self, other: Any, ufunc: str, fn: Callable[[Any, Any], Tensor]) -> Tensor:
-        """`self op= other`, written into self's memory. Recorded on the tape when either side
-        requires grad (self's history rebased onto the new op), as PyTorch; refused where
-        recording would give wrong gradients (see _records_inplace)."""
-        if isinstance(other, Tensor):
-            if other._backend is not self._backend:
-                raise DeviceMismatchError(f"in-place {ufunc}: tensor on {self.device}, other on "
-                                          f"{other.device}")
-        elif isinstance(other, np.generic):  # NumPy scalars promote as Python ones do
-            other = other.item()
-        elif not isinstance(other, (bool, int, float)):  # a list or an array of any device
-            other = Tensor(other, dtype=self.dtype, device=self.device)
-        other_data = other._data if isinstance(other, Tensor) else other
-        if self._records_inplace(other, f"in-place {ufunc}"):
-            # The op sees a copy of self: what it saves for backward must not be overwritten.
-            before = Tensor._make(self._data.copy(), self._backend, self._requires_grad,
-                                  self._grad_fn, self._out_idx)
-            result = fn(before, other)
-            self._check_inplace_result(result._data, ufunc)
-            self._data[...] = result._data
-            self._rebase(result)
-        else:
-            shape = np.broadcast_shapes(self.shape, np.shape(other_data))
-            # True division of integers gives floats, which an integer tensor cannot hold.
-            target = result_type(self, 1.0 if ufunc == "true_divide" else other, other)
-            self._check_inplace_result(np.empty(0, target.np), ufunc, shape)
-            # Same-kind casting (float64 into float32) is NumPy's and CuPy's default; other
-            # kinds were refused above.
-            getattr(self._backend.xp, ufunc)(self._data, other_data, out=self._data)
-        self._version[0] += 1
-        return self
-
-    def _records_inplace(self, other: Any, what: str) -> bool:
-        """Whether an in-place change of self by `other` must be recorded on the tape. Raises
-        for a leaf that requires grad, and for memory shared with a recorded view: the view's
-        (or its base's) history would not see the change, and its gradient would be wrong."""
-        from .autograd._grad_mode import grad_enabled
-
-        if not grad_enabled.get() or not (
-                self._requires_grad or isinstance(other, Tensor) and other._requires_grad):
-            return False
-        if self._requires_grad and self._grad_fn is None:
-            raise RuntimeError(f"a leaf tensor that requires grad is used in an {what}; wrap "
-                               "the update in `with tg.no_grad():` or change a .clone() of it")
-        if len(self._version) > 1:
-            raise RuntimeError(
-                f"{what} of a tensor that shares memory with a view recorded for backward (a "
-                "slice, reshape, transpose or expand of it, or the tensor it is a view of): the "
-                "other side's gradient would come out wrong. Do it out of place, or change a "
-                ".clone().")
-        return True
-
-    def _rebase(self, result: Tensor) -> None:
-        """Make `result`'s op the history of self, whose memory now holds result's values."""
-        self._grad_fn, self._out_idx = result._grad_fn, result._out_idx
-        self._requires_grad = True
-
-    def _check_inplace_result(self, result: Any, what: str, shape: Any = None) -> None:
-        shape = result.shape if shape is None else shape
-        if tuple(shape) != self.shape:
-            raise ValueError(f"in-place {what}: the result has shape {tuple(shape)} but the "
-                             f"tensor has shape {self.shape}; in-place ops cannot change shape")
-        if result.dtype.kind == "f" and self._data.dtype.kind != "f" or (
-                result.dtype.kind in "iu" and self._data.dtype.kind == "b"):
-            raise TypeError(f"in-place {what}: result type {result.dtype} cannot be stored in a "
-                            f"{self._data.dtype} tensor")
-
+    # ---- in place (ops/inplace.py) -----------------------------------------------------------
     def __iadd__(self, other: Any) -> Tensor:
-        return self._inplace(other, "add", lambda a, b: a + b)
+        return _inplace.binary_(self, other, "add")
 
     def __isub__(self, other: Any) -> Tensor:
-        return self._inplace(other, "subtract", lambda a, b: a - b)
+        return _inplace.binary_(self, other, "sub")
 
     def __imul__(self, other: Any) -> Tensor:
-        return self._inplace(other, "multiply", lambda a, b: a * b)
+        return _inplace.binary_(self, other, "mul")
 
     def __itruediv__(self, other: Any) -> Tensor:
-        return self._inplace(other, "true_divide", lambda a, b: a / b)
+        return _inplace.binary_(self, other, "div")
 
     def add_(self, other: Any, alpha: float = 1.0) -> Tensor:
-        return self.__iadd__(other if alpha == 1.0 else other * alpha)
+        return _inplace.binary_(self, other if alpha == 1.0 else other * alpha, "add")
 
     def sub_(self, other: Any, alpha: float = 1.0) -> Tensor:
-        return self.__isub__(other if alpha == 1.0 else other * alpha)
+        return _inplace.binary_(self, other if alpha == 1.0 else other * alpha, "sub")
 
     def mul_(self, other: Any) -> Tensor:
-        return self.__imul__(other)
+        return _inplace.binary_(self, other, "mul")
 
     def div_(self, other: Any) -> Tensor:
-        return self.__itruediv__(other)
-
-    def _overwrite(self, what: str, fill: Callable[[Any], None]) -> Tensor:
-        from .autograd._grad_mode import grad_enabled
-
-        if self._requires_grad and grad_enabled.get():
-            raise RuntimeError(f"{what} on a tensor that requires grad: wrap it in "
-                               "`with tg.no_grad():`")
-        fill(self._data)
-        self._version[0] += 1
-        return self
+        return _inplace.binary_(self, other, "div")
 
     def zero_(self) -> Tensor:
-        return self._overwrite("zero_()", lambda a: a.fill(0))
+        return _inplace.zero_(self)
 
     def fill_(self, value: float) -> Tensor:
-        return self._overwrite("fill_()", lambda a: a.fill(value))
+        return _inplace.fill_(self, value)
 
     def copy_(self, src: Any) -> Tensor:
-        values = src._data if isinstance(src, Tensor) else src
-        values = self._backend.asarray(values)
-        np.broadcast_shapes(values.shape, self.shape)
-
-        def fill(a: Any) -> None:
-            a[...] = values
-
-        return self._overwrite("copy_()", fill)
+        return _inplace.copy_(self, src)
 
     def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
-        self._check_random_fill("uniform_()")
-        if not a <= b:
-            raise ValueError(f"uniform_(): expected a <= b, got a={a}, b={b}")
-        rng = self._backend.random()
-
-        def fill(arr: Any) -> None:
-            arr[...] = rng.random(arr.shape, dtype=np.float64 if arr.dtype == np.float64
-                                  else np.float32) * (b - a) + a
-
-        return self._overwrite("uniform_()", fill)
+        return _inplace.uniform_(self, a, b)
 
     def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
-        self._check_random_fill("normal_()")
-        if not std >= 0:
-            raise ValueError(f"normal_(): expected std >= 0, got {std}")
-        rng = self._backend.random()
-
-        def fill(arr: Any) -> None:
-            arr[...] = rng.standard_normal(arr.shape, dtype=np.float64 if arr.dtype ==
-                                           np.float64 else np.float32) * std + mean
-
-        return self._overwrite("normal_()", fill)
-
-    def _check_random_fill(self, what: str) -> None:
-        if self._data.dtype.kind != "f":
-            raise TypeError(f"{what} fills floating-point tensors, got {self.dtype.name}")
+        return _inplace.normal_(self, mean, std)
 
     # ---- operators --------------------------------------------------------------------------
     def __add__(self, other: Any) -> Tensor:
@@ -744,6 +638,7 @@ def _infer_np_dtype(data: Any, dtype: Any) -> Any:
 from .ops import activation as _act  # noqa: E402  (the ops import Tensor from this module)
 from .ops import arithmetic as _ar  # noqa: E402
 from .ops import indexing as _indexing  # noqa: E402
+from .ops import inplace as _inplace  # noqa: E402
 from .ops import linalg as _linalg  # noqa: E402
 from .ops import math as _math  # noqa: E402
 from .ops import reduction as _red  # noqa: E402

@@ -14,6 +14,7 @@ from .._device import DeviceMismatchError
 from .._tensor import Tensor
 from ..autograd._op import Op
 from ._broadcast import sum_to
+from .inplace import rebase, records_inplace
 
 
 def _raw_index(x: Tensor, index: Any) -> tuple[Any, bool]:
@@ -129,10 +130,10 @@ def setitem(x: Tensor, index: Any, value: Any) -> None:
     if value._backend is not x._backend:
         raise DeviceMismatchError(f"assigning a tensor on {value.device} into a tensor on "
                                   f"{x.device}")
-    if x._records_inplace(value, "in-place assignment"):
+    if records_inplace(x, value, "in-place assignment"):
         result = IndexPut.apply(x, value.to(dtype=x.dtype), index=raw)
         x._data[...] = result._data
-        x._rebase(result)
+        rebase(x, result)
     else:
         x._data[raw] = value._data
     x._version[0] += 1
