@@ -3,6 +3,10 @@ run the suites with pytest-benchmark, then write the report (report.md, results.
 the raw benchmark.json) under DIR/<device name>/ (DIR defaults to benchmarks/results, or
 benchmarks/results/quick in quick mode so a smoke run never overwrites the published tables).
 
+Quick mode is built for a busy machine: one CPU thread unless --threads says otherwise, and
+config.PASSES[mode] passes of the whole suite, each a pytest process of its own, merged by
+keeping each case's fastest pass.
+
 Runs from the source tree (`PYTHONPATH=. python -m benchmarks`); nothing needs installing.
 """
 
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,9 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", default=None,
                         help="comma-separated device kinds to run (cpu,cuda); default: all")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads of BLAS, OpenMP and PyTorch (default: the libraries' "
-                             "own choice); 1 gives steady ratios on a machine shared with other "
-                             "work, where a multi-threaded call waits for its slowest thread")
+                        help="CPU threads of BLAS, OpenMP and PyTorch (default: 1 with --quick, "
+                             "else the libraries' own choice); 1 gives steady ratios on a "
+                             "machine shared with other work, where a multi-threaded call waits "
+                             "for its slowest thread")
     parser.add_argument("-k", dest="keyword", default=None,
                         help="run only the cases matching this pytest -k expression")
     args = parser.parse_args(argv)
@@ -37,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     # Sizes are test parameters: the mode must be set before pytest collects the suites.
     mode = "quick" if args.quick else "full"
     os.environ["TG_BENCH_MODE"] = mode
+    if args.threads is None and args.quick:
+        args.threads = 1
     if args.threads:
         # Read by OpenBLAS, MKL and OpenMP when they load: set before NumPy or torch import.
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -46,10 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CUPY_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp"))
                                                 / "tg-cupy-cache"))
 
-    import pytest
-
+    from .config import PASSES
     from .impls import device_slug, environment
-    from .report import write_report
+    from .report import merge_passes, write_report
 
     env = environment()
     env["cpu threads"] = str(args.threads) if args.threads else "library defaults"
@@ -62,18 +69,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {key}: {value}", flush=True)
 
     pytest_args = [
-        str(HERE), "-o", "python_files=bench_*.py", "-p", "no:cacheprovider",
-        "-W", "default", "-q", "-s", "-rs", "--benchmark-quiet",
-        f"--benchmark-json={json_path}",
+        sys.executable, "-m", "pytest", str(HERE), "-o", "python_files=bench_*.py",
+        "-p", "no:cacheprovider", "-W", "default", "-q", "-s", "--benchmark-quiet",
     ]
     if args.keyword:
         pytest_args += ["-k", args.keyword]
+    # The passes' own processes find this package and tensorgrad as this one does.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(HERE.parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    passes = PASSES[mode]
+    pass_paths = [json_path] if passes == 1 else [out / f"benchmark-pass{k}.json"
+                                                   for k in range(1, passes + 1)]
     start = time.perf_counter()
-    code = pytest.main(pytest_args)
+    code = 0
+    for k, path in enumerate(pass_paths, 1):
+        path.unlink(missing_ok=True)
+        if passes > 1:
+            print(f"pass {k} of {passes}", flush=True)
+        env["TG_BENCH_PASS"] = str(k)
+        code = code or subprocess.run([*pytest_args, f"--benchmark-json={path}"],
+                                      env=env).returncode
     elapsed = time.perf_counter() - start
-    if not json_path.exists():
+    ran = [p for p in pass_paths if p.exists()]
+    if not ran:
         print("no benchmark ran; no report written", file=sys.stderr)
-        return int(code) or 1
+        return code or 1
+    if passes > 1:
+        merge_passes(ran, json_path)
+        for path in ran:
+            path.unlink()
     for path in write_report(json_path, out, env, mode, elapsed):
         print(f"wrote {path}", flush=True)
     print(f"done in {elapsed:.0f} s", flush=True)

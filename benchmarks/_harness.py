@@ -3,7 +3,9 @@
 `measure` times the first call apart (on CUDA it includes kernel compilation), warms up, picks
 how many calls one timed round repeats so that a round outlasts the synchronization it ends
 with, and hands the round to pytest-benchmark's `pedantic` with a number of rounds that fits
-the mode's time budget. The report divides each round by `inner`, stored with the case.
+the mode's time budget. The report divides each round by `inner`, stored with the case, and
+takes the fastest round; a case whose median round is more than config.NOISY_RATIO times its
+fastest was disturbed by other work, and the run says so.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ def measure(benchmark: Any, impl: Impl, fn: Callable[[], Any], *, workload: str,
     s = config.sizes(impl.device)
     sync = impl.synchronizer()
     first = _time_call(fn, sync)
-    # The least of a few calls: one slowed down by another process must not shrink the run.
-    once = min(_time_call(fn, sync) for _ in range(1 if first > s.budget_s else 3))
+    # The least of a few calls: one slowed down by another process must not shrink the run to
+    # the minimum number of rounds.
+    once = min(_time_call(fn, sync) for _ in range(1 if first > 1.0 else 3))
     once = max(once, 1e-7)
     inner = 1
     if once < s.inner_min_s:
@@ -49,10 +52,14 @@ def measure(benchmark: Any, impl: Impl, fn: Callable[[], Any], *, workload: str,
         device=impl.device, inner=inner, first_call_s=first, nbytes=nbytes, flops=flops,
         mode=config.mode(), **info)
     benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=1)
+    fastest = benchmark.stats.stats.min / inner
     median = benchmark.stats.stats.median / inner
+    noisy = median > config.NOISY_RATIO * fastest
     print(f"  {workload:<10} {case:<22} {str(size):>9} {impl.name:<16} "
-          f"{_fmt_time(median):>10}  (first call {_fmt_time(first)}, {rounds}x{inner})",
-          flush=True)
+          f"{_fmt_time(fastest):>10}  (median {_fmt_time(median)}, first call "
+          f"{_fmt_time(first)}, {rounds}x{inner})"
+          + ("  warning: rounds disagree by more than "
+             f"{config.NOISY_RATIO:g}x, the machine is busy" if noisy else ""), flush=True)
 
 
 def _time_call(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
