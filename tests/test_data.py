@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import pickle
 import random
 
 import numpy as np
@@ -312,6 +313,24 @@ class _Exiting(Dataset):
 def test_a_worker_that_dies_is_reported():
     with pytest.raises(WorkerError, match="exited unexpectedly: worker 0 with exit code 3"):
         list(DataLoader(_Exiting(), batch_size=2, num_workers=1))
+
+
+def test_tensor_dataset_pickles_as_arrays():
+    x, y = _xy(4, "cpu")
+    copy = pickle.loads(pickle.dumps(TensorDataset(x, y)))
+    assert isinstance(copy, TensorDataset) and copy[2][1].item() == 2
+    np.testing.assert_array_equal(copy.tensors[0].numpy(), x.numpy())
+    assert copy.tensors[1].dtype is tg.int64 and copy.tensors[0].device == "cpu"
+
+
+@pytest.mark.slow  # a spawned worker imports tensorgrad afresh: seconds on a busy machine
+def test_workers_started_by_spawn_get_the_dataset_pickled():
+    x, y = _xy(7, "cpu")
+    loader = DataLoader(TensorDataset(x, y), batch_size=3, num_workers=1,
+                        multiprocessing_context="spawn")
+    batches = list(loader)
+    assert [b[1].tolist() for b in batches] == [[0, 1, 2], [3, 4, 5], [6]]
+    np.testing.assert_array_equal(batches[1][0].numpy(), x.numpy()[3:6])
 
 
 def test_pin_memory_and_prefetch_factor_are_accepted():

@@ -52,3 +52,12 @@ class TensorDataset(Dataset):
 
     def __getitem__(self, index: Any) -> tuple[Tensor, ...]:
         return tuple(t[index] for t in self.tensors)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A Tensor holds its backend, which does not pickle; DataLoader workers started by
+        # spawn or forkserver receive the dataset pickled, so it travels as arrays.
+        return (_tensor_dataset, tuple((t.numpy(), str(t.device)) for t in self.tensors))
+
+
+def _tensor_dataset(*arrays: tuple[Any, str]) -> TensorDataset:
+    return TensorDataset(*(Tensor(array, device=device) for array, device in arrays))

@@ -90,7 +90,8 @@ class DataLoader:
     each epoch's workers from the seed or the CPU generator, then calls worker_init_fn(i);
     `get_worker_info()` tells a dataset which worker runs it. Workers run on the CPU, so the
     dataset must hold CPU tensors (move each batch to the GPU in the loop), and with a spawn
-    or forkserver `multiprocessing_context` it must pickle. `persistent_workers` keeps the
+    or forkserver `multiprocessing_context` (Python's default from 3.14 on) it must pickle, as
+    a TensorDataset does. `persistent_workers` keeps the
     workers from one epoch to the next. `pin_memory` is accepted for PyTorch's scripts and
     changes nothing: batches are built in ordinary host memory.
     """
