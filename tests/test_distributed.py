@@ -100,6 +100,19 @@ def test_nccl_backend_on_two_ranks_under_the_emulated_cuda(script: str, tmp_path
     assert [line for line in proc.stdout.splitlines() if line.startswith("ok ")] == expected
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("script", ["collectives.py", "ddp_equivalence.py"])
+def test_nccl_backend_on_this_machines_gpu(script: str, tmp_path: Path) -> None:
+    """The nccl path on the CUDA this test run has (a real GPU, or the emulated one when the
+    run puts it on PYTHONPATH), with one rank: NCCL refuses two ranks on one GPU."""
+    if not tg.cuda.is_available():
+        pytest.skip("CUDA not usable here")
+    args = [str(tmp_path), "cuda"] if script == "ddp_equivalence.py" else ["cuda"]
+    proc = _mpiexec(1, script, *args, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ok " in proc.stdout
+
+
 @pytest.mark.parametrize("mode, message", [
     ("mismatch", r"the ranks hold different models: rank 1 has parameter '0\.weight' of shape "
                  r"\(5, 3\) and dtype float32 where rank 0 has parameter '0\.weight' of shape "

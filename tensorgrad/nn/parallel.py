@@ -51,7 +51,7 @@ class DistributedDataParallel(Module):
 
     On construction, checks that every rank holds the same parameters (names, shapes, dtypes;
     a mismatch raises on every rank, naming the first difference) and copies rank 0's
-    parameters and buffers to all. Each forward in training with gradients enabled first
+    parameters and buffers to all. Each forward with gradients enabled (outside no_sync) first
     copies rank 0's buffers (BatchNorm statistics) to every rank (broadcast_buffers, as
     PyTorch's default); the backward that follows leaves in .grad the average over ranks of
     each rank's gradient (accumulated ones included). A parameter that no rank used keeps its
@@ -126,7 +126,7 @@ class DistributedDataParallel(Module):
                 "left out of the loss?). Make every output that depends on a parameter take "
                 "part in the loss.")
         sync = is_grad_enabled() and self.require_backward_grad_sync
-        if sync and self.broadcast_buffers and self.module.training:
+        if sync and self.broadcast_buffers:
             buffers = list(self.module.buffers())
             if buffers:
                 with no_grad():
@@ -236,8 +236,9 @@ class DistributedDataParallel(Module):
             bucket.work.wait()
             data = bucket.flat._data
             backend = bucket.flat._backend
+            had_grad = backend.to_numpy(data[bucket.numel:])  # one read per bucket, not per flag
             for slot, i in enumerate(bucket.members):
-                if not data[bucket.numel + slot]:
+                if not had_grad[slot]:
                     continue  # no rank had a gradient for it
                 p = self._params[i]
                 start = bucket.offsets[slot]

@@ -1,7 +1,8 @@
-"""Run under mpiexec with 2 ranks: DDP over the ranks, each on its half of every batch, against
-a single process (this rank, without the group) on the whole batch. Prints one `ok <case>` line
-per case on rank 0; any difference raises (and aborts the job). Arguments: a folder shared by
-the ranks, for the checkpoint, and the device (cpu, the default, or cuda: the nccl backend).
+"""Run under mpiexec with 1, 2 or 4 ranks: DDP over the ranks, each on its share of every
+batch, against a single process (this rank, without the group) on the whole batch. Prints one
+`ok <case>` line per case on rank 0; any difference raises (and aborts the job). Arguments: a
+folder shared by the ranks, for the checkpoint, and the device (cpu, the default, or cuda: the
+nccl backend).
 """
 
 from __future__ import annotations
@@ -119,8 +120,8 @@ def case_unused():
 
         def forward(self, x):
             h = self.body(x)
-            # Rank 0 uses only the left head, rank 1 only the right one.
-            return self.left(h) if dist.get_rank() == 0 else self.right(h)
+            # Even ranks use only the left head, odd ones only the right one.
+            return self.left(h) if dist.get_rank() % 2 == 0 else self.right(h)
 
     tg.manual_seed(0)
     ddp = DistributedDataParallel(TwoHeads().double().to(DEVICE))
@@ -130,12 +131,19 @@ def case_unused():
         ddp(x).sum().backward()
     m = ddp.module
     grads = {n: p.grad for n, p in m.named_parameters()}
+    size = dist.get_world_size()
+    if size == 1:  # the right head is unused on every rank: its .grad stays None
+        assert grads["right.weight"] is None and grads["right.bias"] is None, grads
+        assert np.allclose(grads["left.bias"].numpy(), np.full(2, 2.0))
+        report("unused")
+        return
     assert all(g is not None for g in grads.values()), grads
     same_on_every_rank([g.numpy() for g in grads.values()], "unused parameters")
-    # Each head's gradient is its one user's, averaged with the other rank's zeros.
+    # Each head's gradient is its users', averaged with the other ranks' zeros.
     h = m.body(x).detach()
-    assert np.allclose(grads["left.bias"].numpy(), np.full(2, 2.0) / 2)
-    assert np.allclose(grads["right.weight"].numpy(), h.sum(0).numpy() / 2)
+    left = (size + 1) // 2
+    assert np.allclose(grads["left.bias"].numpy(), np.full(2, 2.0) * left / size)
+    assert np.allclose(grads["right.weight"].numpy(), h.sum(0).numpy() * (size - left) / size)
     report("unused")
 
 
@@ -200,7 +208,7 @@ def main():
     # None picks NCCL where every rank has a GPU: the path to test for cuda.
     dist.init_process_group("mpi" if DEVICE == "cpu" else None, timeout=60)
     assert dist.get_backend() == ("mpi" if DEVICE == "cpu" else "nccl"), dist.get_backend()
-    assert dist.get_world_size() == 2
+    assert BATCH % dist.get_world_size() == 0
     case_optimizer("sgd-momentum", lambda m: tg.optim.SGD(m.parameters(), lr=0.1, momentum=0.9))
     case_optimizer("adam", lambda m: tg.optim.Adam(m.parameters(), lr=0.01))
     case_optimizer("no_sync", lambda m: tg.optim.SGD(m.parameters(), lr=0.1, momentum=0.9),
