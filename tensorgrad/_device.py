@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 
+# Defined by backend/, the one place that knows why a device is unusable; backend/ imports
+# nothing from this module at run time, so the dependency goes one way.
+from .backend import DeviceUnavailableError, cuda_unusable_reason, get_backend
 
-class DeviceUnavailableError(RuntimeError):
-    """The requested device cannot be used here; the message says why and how to fall back."""
+__all__ = ["Device", "DeviceMismatchError", "DeviceUnavailableError", "as_device",
+           "get_default_device", "set_default_device"]
 
 
 class DeviceMismatchError(RuntimeError):
@@ -32,7 +35,7 @@ class Device:
             raise TypeError(f"device must be a string such as 'cpu' or 'cuda:0', got {spec!r}")
         name, _, index = spec.strip().lower().partition(":")
         if name == "auto":
-            name = "cuda" if _cuda_usable() else "cpu"
+            name = "cuda" if cuda_unusable_reason() is None else "cpu"
         if name not in ("cpu", "cuda"):
             raise ValueError(f"unknown device {spec!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
         if name == "cpu":
@@ -63,12 +66,6 @@ class Device:
                                                 f", index={self.index}") + ")"
 
 
-def _cuda_usable() -> bool:
-    from .backend import cuda_unusable_reason
-
-    return cuda_unusable_reason() is None
-
-
 _CPU = Device("cpu")
 _default: ContextVar[Device | None] = ContextVar("tensorgrad_default_device", default=None)
 _env_default: Device | None = None
@@ -94,8 +91,6 @@ def set_default_device(device: str | Device | None) -> None:
     """Set the device new tensors go to; None restores the TENSORGRAD_DEVICE/"cpu" default."""
     dev = None if device is None else Device(device)
     if dev is not None and dev.type == "cuda":
-        from .backend import get_backend
-
         get_backend(dev)  # fail now, with the reason, rather than at the first tensor
     _default.set(dev)
 

@@ -610,11 +610,10 @@ def _device_of(data: Any) -> Device:
     """Where an existing array lives, when no device is named: GPU arrays stay on their GPU,
     everything else goes to the default device."""
     from ._device import get_default_device
+    from .backend import array_device
 
-    if hasattr(data, "__cuda_array_interface__"):
-        _, index = data.__dlpack_device__()  # CuPy, PyTorch and others all answer this
-        return Device(f"cuda:{index}")
-    return get_default_device()
+    gpu = array_device(data)
+    return get_default_device() if gpu is None else Device(gpu)
 
 
 def _infer_np_dtype(data: Any, dtype: Any) -> Any:

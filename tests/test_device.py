@@ -122,7 +122,8 @@ def test_cuda_is_available_where_usable() -> None:
     lambda a, b: a + b, lambda a, b: a * b, lambda a, b: tg.maximum(a, b),
     lambda a, b: a @ b.reshape(2, 1), lambda a, b: tg.cat([a, b]),
     lambda a, b: tg.where(a > 0, a, b), lambda a, b: a.__iadd__(b),
-], ids=["add", "mul", "maximum", "matmul", "cat", "where", "iadd"])
+    lambda a, b: a + b._data,  # a raw GPU array as an operand: backend.array_device says where
+], ids=["add", "mul", "maximum", "matmul", "cat", "where", "iadd", "add_gpu_array"])
 def test_mixing_devices_names_both(op) -> None:
     a = tg.ones(2)
     b = tg.ones(2, device="cuda")

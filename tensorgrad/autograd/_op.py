@@ -149,7 +149,7 @@ class Op:
             if len(version) == 1:
                 version.append(True)
         if ctx.saved:
-            ctx.saved = _describe_saved(ctx.saved, inputs, arrays, outs, tensors)
+            ctx.saved = _describe_saved(ctx.saved, inputs, arrays, outs, tensors, ctx.backend)
         if anomaly_enabled.get():
             ctx.trace = "".join(traceback.format_stack()[:-2])
             for k, y in enumerate(outs):
@@ -276,7 +276,8 @@ _PLAIN = frozenset((type(None), bool, int, float))
 
 
 def _describe_saved(saved: tuple[Any, ...], inputs: tuple[Any, ...], arrays: list[Any],
-                    outs: tuple[Any, ...], tensors: tuple[Tensor, ...]) -> tuple[Any, ...]:
+                    outs: tuple[Any, ...], tensors: tuple[Tensor, ...], backend: Any
+                    ) -> tuple[Any, ...]:
     """Match each saved value to an input or output by identity and note its version, so an
     in-place change before backward is caught. Outputs are kept as arrays, not Tensors: a
     node holding its own output Tensor would make a reference cycle."""
@@ -298,8 +299,7 @@ def _describe_saved(saved: tuple[Any, ...], inputs: tuple[Any, ...], arrays: lis
                     entry = ("in", i, value, version, version[0])
                     break
         if entry is None:
-            is_array = isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__")
-            entry = ("array" if is_array else "value", 0, value, None, 0)
+            entry = ("array" if backend.is_array(value) else "value", 0, value, None, 0)
         described.append(entry)
     return tuple(described)
 

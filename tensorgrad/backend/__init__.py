@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._device import Device, DeviceUnavailableError
+if TYPE_CHECKING:  # _device imports this package (to resolve "auto"), never the reverse
+    from .._device import Device
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The requested device cannot be used here; the message says why and how to fall back."""
 
 
 class CaptureError(RuntimeError):
@@ -37,6 +42,10 @@ class Backend:
     def synchronize(self) -> None:
         pass
 
+    def is_array(self, value: Any) -> bool:
+        """Whether value is an array of this backend's kind (NumPy's or CuPy's ndarray)."""
+        raise NotImplementedError
+
     def check(self, ok: Callable[[], Any], error: Callable[[], Exception]) -> None:
         """Raise error() unless every element of the bool array ok() is True: a check of
         values (indices in range, probabilities in [0, 1]) that the CPU makes at little cost.
@@ -58,6 +67,15 @@ class Backend:
     def random(self) -> Any:
         """This device's random generator (NumPy's or CuPy's Generator API)."""
         raise NotImplementedError
+
+
+def array_device(data: Any) -> str | None:
+    """The GPU an existing array lives on, as "cuda:N" (CuPy's, PyTorch's, any library's
+    with __cuda_array_interface__), or None for host data (NumPy arrays, lists, scalars)."""
+    if hasattr(data, "__cuda_array_interface__"):
+        _, index = data.__dlpack_device__()  # CuPy, PyTorch and others all answer this
+        return f"cuda:{index}"
+    return None
 
 
 @functools.cache

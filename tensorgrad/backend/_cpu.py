@@ -6,13 +6,15 @@ import ctypes
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._device import Device
 from . import Backend
 from ._cpu_kernels import CpuKernels
+
+if TYPE_CHECKING:
+    from .._device import Device
 
 
 def _keep_freed_memory() -> None:
@@ -52,6 +54,9 @@ class CpuBackend(Backend):
     def check(self, ok: Callable[[], Any], error: Callable[[], Exception]) -> None:
         if not ok().all():
             raise error()
+
+    def is_array(self, value: Any) -> bool:
+        return isinstance(value, np.ndarray)
 
     def asarray(self, data: Any, dtype: Any = None) -> np.ndarray:
         if hasattr(data, "__cuda_array_interface__"):

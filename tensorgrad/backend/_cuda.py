@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._device import Device, DeviceUnavailableError
-from . import Backend, CaptureError
+from . import Backend, CaptureError, DeviceUnavailableError
+
+if TYPE_CHECKING:
+    from .._device import Device
 
 
 def probe() -> str | None:
@@ -83,6 +85,9 @@ class CudaBackend(Backend):
         self._cublas = None
         with self._device_ctx:
             self._rng = cupy.random.default_rng()
+
+    def is_array(self, value: Any) -> bool:
+        return isinstance(value, self._cupy.ndarray)
 
     def asarray(self, data: Any, dtype: Any = None) -> Any:
         with self._device_ctx:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math as _pymath
 from typing import Any
 
+from .._creation import ones_like
 from .._tensor import Tensor
 from ..autograd._op import Op
 from . import arithmetic as ar
@@ -179,8 +180,7 @@ class Gelu(Activation):
         # Phi(x) + x phi(x), the fused backward with a unit upstream gradient (there is no
         # erf op to write Phi with); an op, so its own derivative (second_derivative) and
         # every higher one is recorded too.
-        ones = Tensor._make(s._backend.xp.ones_like(s._data), s._backend)
-        return ActivationGrad.apply(s, ones, activation=Gelu, params=params)
+        return ActivationGrad.apply(s, ones_like(s), activation=Gelu, params=params)
 
     @staticmethod
     def second_derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
@@ -259,7 +259,7 @@ def relu(x: Tensor) -> Tensor:
     if isinstance(x, Tensor) and x._data.dtype.kind in "iub":
         if x._data.dtype.kind == "b":
             raise TypeError("relu: bool tensors are not supported")
-        return Tensor._make(x._backend.xp.maximum(x._data, 0), x._backend)  # no gradient
+        return ar.maximum(x, 0)  # an integer tensor has no gradient
     return Relu.apply(_float(x, "relu"))
 
 

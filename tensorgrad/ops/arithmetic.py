@@ -17,6 +17,7 @@ from .._device import DeviceMismatchError
 from .._dtype import DType, result_type
 from .._tensor import Tensor
 from ..autograd._op import Op
+from ..backend import array_device
 from ._broadcast import sum_to
 
 _SCALARS = (int, float, bool, np.generic)
@@ -67,8 +68,9 @@ def _as_operand(x: Any, other: Any) -> Any:
     if not isinstance(other, Tensor):
         raise TypeError(f"expected a Tensor operand, got {type(x).__name__} and "
                         f"{type(other).__name__}")
-    if hasattr(x, "__cuda_array_interface__") and other.device.type != "cuda":
-        raise DeviceMismatchError(f"a CuPy array cannot be combined with a tensor on "
+    gpu = array_device(x)
+    if gpu is not None and other.device != gpu:
+        raise DeviceMismatchError(f"an array on {gpu} cannot be combined with a tensor on "
                                   f"{other.device}")
     return Tensor(x, device=other.device)
 

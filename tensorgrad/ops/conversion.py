@@ -10,6 +10,7 @@ from .._device import Device
 from .._dtype import DType
 from .._tensor import Tensor
 from ..autograd._op import Op
+from ..backend import get_backend
 
 
 class ToDtype(Op):
@@ -33,10 +34,7 @@ class ToDevice(Op):
     @staticmethod
     def forward(ctx: Op, x: Any, backend: Any) -> Any:
         ctx.out_backend = backend
-        if backend.switch is None:
-            return backend.asarray(x)
-        with backend.switch():
-            return backend.asarray(x)
+        return backend.asarray(x)  # on the target's device, whichever device is current
 
     @staticmethod
     def backward(ctx: Op, gy: Tensor) -> Tensor:
@@ -66,8 +64,6 @@ def to_dtype(x: Tensor, dtype: DType) -> Tensor:
 
 def to_device(x: Tensor, device: Device) -> Tensor:
     """x copied to `device`."""
-    from ..backend import get_backend
-
     return ToDevice.apply(x, backend=get_backend(device))
 
 
