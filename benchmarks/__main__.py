@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.keyword:
         pytest_args += ["-k", args.keyword]
     # The passes' own processes find this package and tensorgrad as this one does.
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+    child_env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(HERE.parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
     passes = PASSES[mode]
     pass_paths = [json_path] if passes == 1 else [out / f"benchmark-pass{k}.json"
@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         path.unlink(missing_ok=True)
         if passes > 1:
             print(f"pass {k} of {passes}", flush=True)
-        env["TG_BENCH_PASS"] = str(k)
+        child_env["TG_BENCH_PASS"] = str(k)
         code = code or subprocess.run([*pytest_args, f"--benchmark-json={path}"],
-                                      env=env).returncode
+                                      env=child_env).returncode
     elapsed = time.perf_counter() - start
     ran = [p for p in pass_paths if p.exists()]
     if not ran:
