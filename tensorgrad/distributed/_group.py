@@ -37,7 +37,7 @@ def mpi() -> Any:
     """mpi4py's MPI module (importing it initializes MPI), or an error naming the extra."""
     try:
         from mpi4py import MPI
-    except ImportError as err:
+    except (ImportError, RuntimeError) as err:  # mpi4py 4 raises RuntimeError without libmpi
         raise ImportError("tg.distributed needs mpi4py and an MPI library: pip install "
                           "'tensorgrad-engine[mpi]' (mpi4py and the mpich wheel, which brings "
                           f"mpiexec) ({err})") from err
