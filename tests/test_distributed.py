@@ -83,16 +83,21 @@ def test_ddp_on_two_ranks_matches_one_process_on_the_whole_batch(tmp_path: Path)
 EMULATOR = ROOT / "tests" / "cuda_emulator"
 
 
-@pytest.mark.parametrize("script", ["collectives.py", "ddp_equivalence.py"])
-def test_nccl_backend_on_two_ranks_under_the_emulated_cuda(script: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("script, device", [("collectives.py", "cuda"),
+                                            ("ddp_equivalence.py", "cuda"),
+                                            ("collectives.py", "cuda-mpi")])
+def test_cuda_tensors_on_two_ranks_under_the_emulated_cuda(script: str, device: str,
+                                                            tmp_path: Path) -> None:
     """The nccl path (CuPy's NcclCommunicator, its streams and events) with the emulated CuPy
     and its NCCL stand-in, which carries the collectives over MPI: init_process_group()
-    picks NCCL because every rank has a (emulated) GPU."""
+    picks NCCL because every rank has a (emulated) GPU. And CUDA tensors over MPI."""
     if not (EMULATOR / "cupy" / "cuda" / "nccl.py").is_file():
         pytest.skip("the emulated CuPy (tests/cuda_emulator) is not in this checkout")
-    args = [str(tmp_path), "cuda"] if script == "ddp_equivalence.py" else ["cuda"]
+    args = [str(tmp_path), device] if script == "ddp_equivalence.py" else [device]
     path = os.pathsep.join([str(EMULATOR), str(ROOT)])
-    proc = _mpiexec(2, script, *args, timeout=120, PYTHONPATH=path)
+    # Two emulated GPUs: each rank on its own, as on a real machine.
+    proc = _mpiexec(2, script, *args, timeout=120, PYTHONPATH=path,
+                    CUPY_EMULATOR_DEVICE_COUNT="2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     expected = (["ok collectives 2"] if script == "collectives.py" else
                 [f"ok {case}" for case in ("sgd-momentum", "adam", "no_sync", "batchnorm",

@@ -57,8 +57,11 @@ class Communicator:
         self._cupy = cupy
         nccl = _nccl()
         self.device_index = local_rank % cupy.cuda.runtime.getDeviceCount()
-        self._device = cupy.cuda.Device(self.device_index)
-        with self._device:
+        self.device = cupy.cuda.Device(self.device_index)
+        # This rank's GPU becomes the process's current one (torch.cuda.set_device(local_rank)
+        # in PyTorch scripts), so that work queued outside a device switch lands there too.
+        self.device.use()
+        with self.device:
             self._comm = nccl.NcclCommunicator(size, uid, rank)
             self._stream = cupy.cuda.Stream(non_blocking=True)
         self._ops = {k: getattr(nccl, v) for k, v in _OPS.items()}
@@ -75,7 +78,7 @@ class Communicator:
         return self._bool_ops[op] if array.dtype.name == "bool" else self._ops[op]
 
     def _launch(self, call: Any) -> Any:
-        with self._device:
+        with self.device:
             self._stream.wait_event(self._cupy.cuda.get_current_stream().record())
             call(self._stream.ptr)
             return self._stream.record()
@@ -100,7 +103,7 @@ class Communicator:
 
     def wait_on(self, done: Any) -> None:
         """Make the current stream wait for a collective's end (no host wait)."""
-        with self._device:
+        with self.device:
             self._cupy.cuda.get_current_stream().wait_event(done)
 
     def destroy(self) -> None:

@@ -8,6 +8,7 @@ that died, exited early or called another collective makes the others raise inst
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sys
@@ -89,6 +90,12 @@ class Work:
         return True
 
 
+def on_device(backend: Any) -> Any:
+    """A context with the backend's device current: raw array code outside an op's apply needs
+    it on a machine with several GPUs (ops switch in apply)."""
+    return contextlib.nullcontext() if backend.switch is None else backend.switch()
+
+
 def _host_buffer(t: Tensor) -> tuple[np.ndarray, Callable[[], None] | None]:
     """A C-contiguous host array holding t's values for MPI to work on in place, and how to
     copy it back into t (None when it is t's own memory)."""
@@ -99,7 +106,8 @@ def _host_buffer(t: Tensor) -> tuple[np.ndarray, Callable[[], None] | None]:
     buf = np.array(host, order="C")
 
     def write_back() -> None:
-        t._data[...] = t._backend.asarray(buf)
+        with on_device(t._backend):
+            t._data[...] = t._backend.asarray(buf)
 
     return buf, write_back
 
@@ -179,6 +187,10 @@ class ProcessGroup:
         if t.device.type != "cuda":
             raise ValueError(f"{what}: the nccl backend works on CUDA tensors, got one on "
                              f"{t.device}; move it with .cuda(), or use backend='mpi'")
+        if t._data.device.id != self._nccl.device_index:
+            raise ValueError(f"{what}: this rank's NCCL communicator is on "
+                             f"cuda:{self._nccl.device_index} (its node-local rank "
+                             f"{self.local_rank} modulo the GPUs), got a tensor on {t.device}")
         return True
 
     # ---- collectives on tensors ------------------------------------------------------------
@@ -186,19 +198,19 @@ class ProcessGroup:
         what = f"all_reduce({op}) of {t.dtype.name} {t.shape}"
         self._same_everywhere("all_reduce", what)
         if self._cuda("all_reduce", t):
-            buf = t._data if t._data.flags.c_contiguous else t._backend.xp.ascontiguousarray(
-                t._data)
-            done = self._nccl.all_reduce(buf, op)
+            with self._nccl.device:
+                buf = t._data if t._data.flags.c_contiguous else t._backend.xp.ascontiguousarray(
+                    t._data)
+                done = self._nccl.all_reduce(buf, op)
 
             def finish() -> None:
-                self._nccl.wait_on(done)
                 if op == "avg":
                     buf[...] /= self.size
                 if buf is not t._data:
                     t._data[...] = buf
                 t._version[0] += 1
 
-            return Work(lambda: done.done, finish, what, self)
+            return self._nccl_work(done, finish, what)
         buf, write_back = _host_buffer(t)
         mpi_op = self._bool_ops[op] if buf.dtype == np.bool_ else self._mpi_ops[op]
         request = self.comm.Iallreduce(mpi().IN_PLACE, buf, op=mpi_op)
@@ -208,17 +220,17 @@ class ProcessGroup:
         what = f"broadcast from rank {src} of {t.dtype.name} {t.shape}"
         self._same_everywhere("broadcast", what)
         if self._cuda("broadcast", t):
-            buf = t._data if t._data.flags.c_contiguous else t._backend.xp.ascontiguousarray(
-                t._data)
-            done = self._nccl.broadcast(buf, src)
+            with self._nccl.device:
+                buf = t._data if t._data.flags.c_contiguous else t._backend.xp.ascontiguousarray(
+                    t._data)
+                done = self._nccl.broadcast(buf, src)
 
             def finish() -> None:
-                self._nccl.wait_on(done)
                 if buf is not t._data:
                     t._data[...] = buf
                 t._version[0] += 1
 
-            return Work(lambda: done.done, finish, what, self)
+            return self._nccl_work(done, finish, what)
         buf, write_back = _host_buffer(t)
         request = self.comm.Ibcast(buf, root=src)
         return Work(request.Test, self._after(t, buf, write_back, False), what, self)
@@ -228,24 +240,25 @@ class ProcessGroup:
         self._same_everywhere("all_gather", what)
         if self._cuda("all_gather", t):
             xp = t._backend.xp
-            send = xp.ascontiguousarray(t._data)
-            recv = xp.empty((self.size, *t.shape), send.dtype)
-            done = self._nccl.all_gather(send, recv)
+            with self._nccl.device:
+                send = xp.ascontiguousarray(t._data)
+                recv = xp.empty((self.size, *t.shape), send.dtype)
+                done = self._nccl.all_gather(send, recv)
 
             def finish_cuda() -> None:
-                self._nccl.wait_on(done)
                 for rank, out in enumerate(outputs):
                     out._data[...] = recv[rank]
                     out._version[0] += 1
 
-            return Work(lambda: done.done, finish_cuda, what, self)
+            return self._nccl_work(done, finish_cuda, what)
         send = np.ascontiguousarray(t._backend.to_numpy(t._data))
         recv = np.empty((self.size, *t.shape), send.dtype)
         request = self.comm.Iallgather(send, recv)
 
         def finish() -> None:
             for rank, out in enumerate(outputs):
-                out._data[...] = out._backend.asarray(recv[rank])
+                with on_device(out._backend):
+                    out._data[...] = out._backend.asarray(recv[rank])
                 out._version[0] += 1
 
         return Work(request.Test, finish, what, self)
@@ -255,23 +268,35 @@ class ProcessGroup:
         self._same_everywhere("reduce_scatter", what)
         if self._cuda("reduce_scatter", output):
             xp = output._backend.xp
-            send = xp.stack([x._data for x in inputs])
-            recv = xp.empty(output.shape, send.dtype)
-            done = self._nccl.reduce_scatter(send, recv, op)
+            with self._nccl.device:
+                send = xp.stack([x._data for x in inputs])
+                recv = xp.empty(output.shape, send.dtype)
+                done = self._nccl.reduce_scatter(send, recv, op)
 
             def finish_cuda() -> None:
-                self._nccl.wait_on(done)
                 if op == "avg":
                     recv[...] /= self.size
                 output._data[...] = recv
                 output._version[0] += 1
 
-            return Work(lambda: done.done, finish_cuda, what, self)
+            return self._nccl_work(done, finish_cuda, what)
         send = np.stack([x._backend.to_numpy(x._data) for x in inputs])
         buf, write_back = _host_buffer(output)
         mpi_op = self._bool_ops[op] if buf.dtype == np.bool_ else self._mpi_ops[op]
         request = self.comm.Ireduce_scatter_block(send, buf, op=mpi_op)
         return Work(request.Test, self._after(output, buf, write_back, op == "avg"), what, self)
+
+    def _nccl_work(self, done: Any, finish: Callable[[], None], what: str) -> Work:
+        """The handle of an NCCL collective that ends with event `done`: its finish runs on the
+        communicator's GPU, on the current stream made to wait for the collective."""
+        nccl = self._nccl
+
+        def after() -> None:
+            with nccl.device:
+                nccl.wait_on(done)
+                finish()
+
+        return Work(lambda: done.done, after, what, self)
 
     def _after(self, t: Tensor, buf: np.ndarray, write_back: Callable[[], None] | None,
                average: bool) -> Callable[[], None]:

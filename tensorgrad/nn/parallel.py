@@ -22,6 +22,7 @@ from typing import Any
 from .. import distributed as dist
 from .._tensor import Tensor
 from ..autograd import is_grad_enabled, no_grad
+from ..distributed._group import on_device as _on
 from .module import Module, Parameter
 
 _FIRST_BUCKET_BYTES = 1 << 20  # a small first bucket, as PyTorch's, so reduction starts early
@@ -40,8 +41,9 @@ class _Bucket:
             total += params[i].numel()
         self.numel = total
         first = params[members[0]]
-        self.flat = Tensor._make(first._backend.xp.zeros(total + len(members), first._data.dtype),
-                                 first._backend)
+        with _on(first._backend):
+            flat = first._backend.xp.zeros(total + len(members), first._data.dtype)
+        self.flat = Tensor._make(flat, first._backend)
         self.ready = 0
         self.work: Any = None
 
@@ -205,12 +207,13 @@ class DistributedDataParallel(Module):
         start = bucket.offsets[slot]
         p = self._params[i]
         data = bucket.flat._data
-        if grad is None:
-            data[start:start + p.numel()] = 0
-            data[bucket.numel + slot] = 0
-        else:
-            data[start:start + p.numel()] = grad._data.reshape(-1)
-            data[bucket.numel + slot] = 1
+        with _on(bucket.flat._backend):
+            if grad is None:
+                data[start:start + p.numel()] = 0
+                data[bucket.numel + slot] = 0
+            else:
+                data[start:start + p.numel()] = grad._data.reshape(-1)
+                data[bucket.numel + slot] = 1
 
     def _launch_ready(self) -> None:
         """Start the all-reduce of every full bucket, in bucket order on every rank (so that
@@ -236,14 +239,15 @@ class DistributedDataParallel(Module):
             bucket.work.wait()
             data = bucket.flat._data
             backend = bucket.flat._backend
-            had_grad = backend.to_numpy(data[bucket.numel:])  # one read per bucket, not per flag
-            for slot, i in enumerate(bucket.members):
-                if not had_grad[slot]:
-                    continue  # no rank had a gradient for it
-                p = self._params[i]
-                start = bucket.offsets[slot]
-                avg = data[start:start + p.numel()].reshape(p.shape) / size
-                reduced[i] = p.grad = Tensor._make(avg, backend)
+            with _on(backend):
+                had_grad = backend.to_numpy(data[bucket.numel:])  # one read, not one per flag
+                for slot, i in enumerate(bucket.members):
+                    if not had_grad[slot]:
+                        continue  # no rank had a gradient for it
+                    p = self._params[i]
+                    start = bucket.offsets[slot]
+                    avg = data[start:start + p.numel()].reshape(p.shape) / size
+                    reduced[i] = p.grad = Tensor._make(avg, backend)
         self._uses = None
         self._started = False
         return reduced
@@ -311,12 +315,13 @@ def _broadcast_coalesced(tensors: list[Tensor]) -> None:
     for t in tensors:
         groups.setdefault((t._data.dtype, t._backend), []).append(t)
     for (_, backend), members in groups.items():
-        xp = backend.xp
-        flat = Tensor._make(xp.concatenate([t._data.reshape(-1) for t in members]), backend)
-        dist.broadcast(flat, 0)
-        start = 0
-        for t in members:
-            n = t._data.size
-            t._data[...] = flat._data[start:start + n].reshape(t._data.shape)
-            t._version[0] += 1
-            start += n
+        with _on(backend):
+            flat = Tensor._make(backend.xp.concatenate([t._data.reshape(-1) for t in members]),
+                                backend)
+            dist.broadcast(flat, 0)
+            start = 0
+            for t in members:
+                n = t._data.size
+                t._data[...] = flat._data[start:start + n].reshape(t._data.shape)
+                t._version[0] += 1
+                start += n

@@ -2,8 +2,8 @@
 non-contiguous tensors, blocking and with work handles, checked against the values each rank
 can compute alone. Prints `ok collectives <world size>` on rank 0; a wrong value raises.
 
-Argument: the device, cpu (default: the mpi backend) or cuda (the nccl backend, which
-init_process_group() picks when every rank has a GPU).
+Argument: the device, cpu (default: the mpi backend), cuda (the nccl backend, which
+init_process_group() picks when every rank has a GPU) or cuda-mpi (CUDA tensors over MPI).
 """
 
 from __future__ import annotations
@@ -31,11 +31,25 @@ def check(got: tg.Tensor, want: np.ndarray, what: str) -> None:
 
 
 def main(device: str) -> None:
-    # None picks NCCL where every rank has a GPU: the path to test for cuda.
-    dist.init_process_group("mpi" if device == "cpu" else None, timeout=60)
-    rank, size = dist.get_rank(), dist.get_world_size()
+    # None picks NCCL where every rank has a GPU: the path to test for cuda; cuda-mpi is
+    # CUDA tensors over MPI (through the host).
     backend = "nccl" if device == "cuda" else "mpi"
+    dist.init_process_group(None if backend == "nccl" else "mpi", timeout=60)
+    rank, size = dist.get_rank(), dist.get_world_size()
     assert dist.is_initialized() and dist.get_backend() == backend, dist.get_backend()
+    if device == "cuda-mpi":
+        device = f"cuda:{dist.get_node_local_rank() % tg.cuda.device_count()}"
+    if device == "cuda":  # each rank on its own GPU, where its NCCL communicator is
+        gpus = tg.cuda.device_count()
+        device = f"cuda:{dist.get_node_local_rank() % gpus}"
+        if gpus > 1:
+            elsewhere = tg.ones(2, device=f"cuda:{(dist.get_node_local_rank() + 1) % gpus}")
+            try:
+                dist.all_reduce(elsewhere)
+            except ValueError as err:
+                assert "NCCL communicator is on" in str(err), err
+            else:
+                raise AssertionError("a tensor on another GPU than the communicator's passed")
 
     def tensor(a: np.ndarray) -> tg.Tensor:
         return tg.tensor(a, device=device)
