@@ -3,7 +3,8 @@
 An op instance *is* its node (and its `ctx`): it holds the parents it sends gradients to, which
 inputs need a gradient, the arrays backward needs (with the versions they had when saved), a
 sequence number for the backward order, and the backend. Nothing in this file knows any
-particular op; nothing here imports NumPy or CuPy directly.
+particular op or device (NumPy is imported for its scalar type only: CPU reductions return
+NumPy scalars, which become 0-d arrays here).
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ import numpy as np
 from .._device import DeviceMismatchError
 from .._tensor import Tensor
 from ._grad_mode import anomaly_enabled, grad_enabled
+
+# ctx.saved holds one entry per value given to save_for_backward, a tuple
+# (kind, index, value, version, seen): an op's input or output `index` (its array, and the
+# version counter of its Tensor with the count seen at saving), an intermediate array of the
+# op, or a plain value. Tuples, not objects: a class instance cost about 0.25 us more per
+# saved value, on every recorded op.
+SAVED_INPUT, SAVED_OUTPUT, SAVED_ARRAY, SAVED_VALUE = "in", "out", "array", "value"
 
 _seq = itertools.count()
 _new = object.__new__
@@ -41,8 +49,8 @@ class Op:
     they are and get no gradient.
     """
 
-    __slots__ = ("parents", "parent_idx", "needs_input_grad", "saved", "seq", "backend", "xp",
-                 "kernels", "in_meta", "out_meta", "hooks", "trace", "__weakref__")
+    __slots__ = ("parents", "parent_idx", "needs_input_grad", "saved", "seq", "backend",
+                 "in_meta", "out_meta", "hooks", "trace", "__weakref__")
 
     # True when the output is a view of input 0: the two then share one version counter.
     is_view = False
@@ -51,37 +59,13 @@ class Op:
 
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Any:
-        # One pass gathers the arrays for forward and which inputs need a gradient; nothing
-        # is recorded under no_grad or without such an input. Plain loops, not comprehensions:
-        # before Python 3.12 each comprehension is a function call, and this runs per op.
-        enabled = grad_enabled.get()
-        backend = None
-        record = False
-        arrays = []
-        needs = []
-        for x in inputs:
-            if isinstance(x, Tensor):
-                if backend is None:
-                    backend = x._backend
-                elif x._backend is not backend:
-                    raise DeviceMismatchError(
-                        f"{cls.__name__}: expected all tensors on one device, got "
-                        f"{backend.device} and {x._backend.device}; move one with .to(device)")
-                arrays.append(x._data)
-                if enabled and x._requires_grad:
-                    record = True
-                    needs.append(True)
-                else:
-                    needs.append(False)
-            else:
-                arrays.append(x)
-                needs.append(False)
-        if backend is None:
-            raise TypeError(f"{cls.__name__} needs at least one Tensor input")
+        """Gather the inputs (_gather), run forward on their arrays, and record the op where
+        an input needs a gradient (_record). Running forward stays inline: this runs per op,
+        and each further call here cost about 3% of a small op's time (benchmarks'
+        op_chain)."""
+        backend, arrays, needs, record = _gather(cls, inputs)
         ctx = _new(cls)
         ctx.backend = backend
-        ctx.xp = backend.xp
-        ctx.kernels = backend.kernels
         ctx.saved = ()
         # Forward may read needs_input_grad to save only what the needed gradients use.
         ctx.needs_input_grad = needs
@@ -91,34 +75,36 @@ class Op:
             else:
                 with backend.switch():
                     out = cls.forward(ctx, *arrays, **params)
-        except ValueError as err:  # NumPy's broadcast message neither names the op nor reads well
+        except ValueError as err:
             if "broadcast" not in str(err):
                 raise
-            shapes = " and ".join(str(a.shape) for a in arrays if hasattr(a, "shape"))
-            raise ValueError(f"{cls.__name__}: shapes {shapes} cannot be broadcast together"
-                             ) from None
-        if cls.changes_device:
-            backend = ctx.out_backend
-        if type(out) is not tuple:
-            if type(out) is not np.ndarray:
-                out0 = _as_array(out)
-                if out0 is not out and ctx.saved:  # a 0-d result came back as a NumPy scalar
-                    ctx.saved = tuple(out0 if v is out else v for v in ctx.saved)
-                out = out0
-            if not record:
-                ctx.saved = None
-                return _wrap(out, backend)
-            outs = (out,)
-            tensors = (_wrap(out, backend, True, ctx, 0),)
-            ctx.out_meta = None
-        else:
-            outs = tuple(_as_array(y) for y in out)
-            if not record:
-                ctx.saved = None
-                return tuple(_wrap(y, backend) for y in outs)
-            tensors = tuple(_wrap(y, backend, True, ctx, k) for k, y in enumerate(outs))
-            ctx.out_meta = tuple((y.shape, y.dtype) for y in outs)
+            raise _broadcast_error(cls, arrays) from None
+        if type(out) is tuple:
+            out = tuple(_as_array(y) for y in out)
+        elif type(out) is not np.ndarray:
+            out = _scalar_as_array(ctx, out)
+        out_backend = ctx.out_backend if cls.changes_device else backend
+        if not record:
+            ctx.saved = None
+            if type(out) is not tuple:
+                return _wrap(out, out_backend)
+            return tuple(_wrap(y, out_backend) for y in out)
+        return ctx._record(inputs, arrays, needs, out, out_backend)
 
+    def _record(self, inputs: tuple[Any, ...], arrays: list[Any], needs: list[bool], out: Any,
+                out_backend: Any) -> Any:
+        """Make self the node of out's Tensors: parents, input shapes, sequence number, saved
+        values matched to their Tensors, a shared version counter for a view."""
+        if type(out) is not tuple:
+            outs = (out,)
+            tensors = (_wrap(out, out_backend, True, self, 0),)
+            self.out_meta = None
+        else:
+            outs = out
+            tensors = tuple(_wrap(y, out_backend, True, self, k) for k, y in enumerate(out))
+            self.out_meta = tuple((y.shape, y.dtype) for y in out)
+        # Plain loops, not comprehensions: before Python 3.12 each comprehension is a
+        # function call, and this runs per op.
         parents = []
         parent_idx = []
         in_meta = []
@@ -137,24 +123,43 @@ class Op:
                 in_meta.append(None)
                 parents.append(None)
                 parent_idx.append(0)
-        ctx.parents = parents
-        ctx.parent_idx = parent_idx
-        ctx.in_meta = in_meta
-        ctx.seq = next(_seq)
-        ctx.hooks = None
-        if cls.is_view and isinstance(inputs[0], Tensor):
+        self.parents = parents
+        self.parent_idx = parent_idx
+        self.in_meta = in_meta
+        self.seq = next(_seq)
+        self.hooks = None
+        if self.is_view and isinstance(inputs[0], Tensor):
             # One counter for the view and its base; its second entry says that a recorded
             # view shares this memory, so an in-place change of either side is refused.
             version = tensors[0]._version = inputs[0]._version
             if len(version) == 1:
                 version.append(True)
-        if ctx.saved:
-            ctx.saved = _describe_saved(ctx.saved, inputs, arrays, outs, tensors, ctx.backend)
+        if self.saved:
+            self.saved = _describe_saved(self.saved, inputs, arrays, outs, tensors,
+                                         self.backend)
         if anomaly_enabled.get():
-            ctx.trace = "".join(traceback.format_stack()[:-2])
+            self.trace = "".join(traceback.format_stack()[:-3])
             for k, y in enumerate(outs):
-                _check_finite(ctx, y, f"forward output {k}")
+                _check_finite(self, y, f"forward output {k}")
         return tensors if type(out) is tuple else tensors[0]
+
+    @property
+    def xp(self) -> Any:
+        """The array module of the op's device: numpy or cupy."""
+        return self.backend.xp
+
+    @property
+    def kernels(self) -> Any:
+        """The device's fused kernels (the same names on every backend)."""
+        return self.backend.kernels
+
+    def input_shape(self, i: int) -> tuple[int, ...]:
+        """The shape input i had at forward (for an input that needs a gradient)."""
+        return self.in_meta[i][0]
+
+    def input_dtype(self, i: int) -> Any:
+        """The array dtype input i had at forward (for an input that needs a gradient)."""
+        return self.in_meta[i][1]
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep what backward needs (arrays, or other values), and nothing else."""
@@ -168,14 +173,14 @@ class Op:
         result = []
         for kind, index, value, version, seen in self.saved:
             if version is not None and version[0] != seen:
-                what = "output" if kind == "out" else "input"
+                what = "output" if kind is SAVED_OUTPUT else "input"
                 raise RuntimeError(
                     f"one of the tensors needed for gradient computation was modified in place: "
                     f"{what} {index} saved by {self.name()} is at version {version[0]}, expected "
                     f"version {seen}. Change a .clone() of it instead of the tensor itself.")
-            if kind == "out":
+            if kind is SAVED_OUTPUT:
                 result.append(Tensor._make(value, self.backend, True, self, index, version))
-            elif kind == "in":
+            elif kind is SAVED_INPUT:
                 parent = self.parents[index]
                 if parent is None:
                     result.append(Tensor._make(value, self.backend, False, None, 0, version))
@@ -184,7 +189,7 @@ class Op:
                 else:
                     result.append(Tensor._make(value, self.backend, True, parent,
                                                self.parent_idx[index], version))
-            elif kind == "array":
+            elif kind is SAVED_ARRAY:
                 result.append(Tensor._make(value, self.backend))
             else:
                 result.append(value)
@@ -220,6 +225,42 @@ class _RemovableHandle:
     def remove(self) -> None:
         if self._entry in self._hooks:
             self._hooks.remove(self._entry)
+
+
+def _gather(cls: type[Op], inputs: tuple[Any, ...]) -> tuple[Any, list[Any], list[bool], bool]:
+    """The inputs' one backend, the arrays (and plain values) forward receives, which inputs
+    need a gradient, and whether any does (nothing is recorded under no_grad)."""
+    enabled = grad_enabled.get()
+    backend = None
+    record = False
+    arrays = []
+    needs = []
+    for x in inputs:
+        if isinstance(x, Tensor):
+            if backend is None:
+                backend = x._backend
+            elif x._backend is not backend:
+                raise DeviceMismatchError(
+                    f"{cls.__name__}: expected all tensors on one device, got "
+                    f"{backend.device} and {x._backend.device}; move one with .to(device)")
+            arrays.append(x._data)
+            if enabled and x._requires_grad:
+                record = True
+                needs.append(True)
+            else:
+                needs.append(False)
+        else:
+            arrays.append(x)
+            needs.append(False)
+    if backend is None:
+        raise TypeError(f"{cls.__name__} needs at least one Tensor input")
+    return backend, arrays, needs, record
+
+
+def _broadcast_error(cls: type[Op], arrays: list[Any]) -> ValueError:
+    """In place of NumPy's broadcast message, which neither names the op nor reads well."""
+    shapes = " and ".join(str(a.shape) for a in arrays if hasattr(a, "shape"))
+    return ValueError(f"{cls.__name__}: shapes {shapes} cannot be broadcast together")
 
 
 def once_differentiable(backward: Callable[..., Any]) -> Callable[..., Any]:
@@ -272,6 +313,14 @@ def _as_array(y: Any) -> Any:
     return np.asarray(y) if isinstance(y, np.generic) else y
 
 
+def _scalar_as_array(ctx: Op, y: Any) -> Any:
+    """_as_array(y) for a single output, also where forward saved y itself."""
+    array = _as_array(y)
+    if array is not y and ctx.saved:
+        ctx.saved = tuple(array if v is y else v for v in ctx.saved)
+    return array
+
+
 _PLAIN = frozenset((type(None), bool, int, float))
 
 
@@ -284,22 +333,22 @@ def _describe_saved(saved: tuple[Any, ...], inputs: tuple[Any, ...], arrays: lis
     described = []
     for value in saved:
         if type(value) in _PLAIN:
-            described.append(("value", 0, value, None, 0))
+            described.append((SAVED_VALUE, 0, value, None, 0))
             continue
         entry = None
         for k in range(len(outs)):
             if value is outs[k]:
                 version = tensors[k]._version
-                entry = ("out", k, value, version, version[0])
+                entry = (SAVED_OUTPUT, k, value, version, version[0])
                 break
         else:
             for i in range(len(arrays)):
                 if value is arrays[i] and isinstance(inputs[i], Tensor):
                     version = inputs[i]._version
-                    entry = ("in", i, value, version, version[0])
+                    entry = (SAVED_INPUT, i, value, version, version[0])
                     break
         if entry is None:
-            entry = ("array" if backend.is_array(value) else "value", 0, value, None, 0)
+            entry = (SAVED_ARRAY if backend.is_array(value) else SAVED_VALUE, 0, value, None, 0)
         described.append(entry)
     return tuple(described)
 

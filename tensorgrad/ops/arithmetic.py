@@ -104,8 +104,8 @@ class Add(Op):
     @staticmethod
     def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
         need_a, need_b = ctx.needs_input_grad
-        return (sum_to(gz, ctx.in_meta[0][0]) if need_a else None,
-                sum_to(gz, ctx.in_meta[1][0]) if need_b else None)
+        return (sum_to(gz, ctx.input_shape(0)) if need_a else None,
+                sum_to(gz, ctx.input_shape(1)) if need_b else None)
 
 
 class Sub(Op):
@@ -120,8 +120,8 @@ class Sub(Op):
     @staticmethod
     def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
         need_a, need_b = ctx.needs_input_grad
-        return (sum_to(gz, ctx.in_meta[0][0]) if need_a else None,
-                sum_to(-gz, ctx.in_meta[1][0]) if need_b else None)
+        return (sum_to(gz, ctx.input_shape(0)) if need_a else None,
+                sum_to(-gz, ctx.input_shape(1)) if need_b else None)
 
 
 class Mul(Op):
@@ -140,8 +140,8 @@ class Mul(Op):
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
         # gz and the saved inputs share the op's dtype: no promotion step needed.
-        return (sum_to(Mul.apply(gz, b), ctx.in_meta[0][0]) if need_a else None,
-                sum_to(Mul.apply(gz, a), ctx.in_meta[1][0]) if need_b else None)
+        return (sum_to(Mul.apply(gz, b), ctx.input_shape(0)) if need_a else None,
+                sum_to(Mul.apply(gz, a), ctx.input_shape(1)) if need_b else None)
 
 
 class Div(Op):
@@ -159,8 +159,8 @@ class Div(Op):
     def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        ga = sum_to(gz / b, ctx.in_meta[0][0]) if need_a else None
-        gb = sum_to(-gz * a / (b * b), ctx.in_meta[1][0]) if need_b else None
+        ga = sum_to(gz / b, ctx.input_shape(0)) if need_a else None
+        gb = sum_to(-gz * a / (b * b), ctx.input_shape(1)) if need_b else None
         return ga, gb
 
 
@@ -190,7 +190,7 @@ class Pow(Op):
                     ga = where(b == 0, 0.0, gz * b * a ** (b - 1))
                 else:
                     ga = gz * 0.0 if b == 0 else gz * b * a ** (b - 1)
-                ga = sum_to(ga, ctx.in_meta[0][0])
+                ga = sum_to(ga, ctx.input_shape(0))
             if need_b:  # so b is a Tensor
                 if isinstance(a, Tensor):
                     gb = where((a == 0) & (b >= 0), 0.0, gz * z * _math.log(a))
@@ -198,7 +198,7 @@ class Pow(Op):
                     gb = where(b >= 0, 0.0, gz * z * -np.inf)
                 else:  # NaN for a negative base
                     gb = gz * z * builtins.float(np.log(a))
-                gb = sum_to(gb, ctx.in_meta[1][0])
+                gb = sum_to(gb, ctx.input_shape(1))
         return ga, gb
 
 
@@ -227,11 +227,11 @@ class Remainder(Op):
     @staticmethod
     def backward(ctx: Op, gz: Tensor) -> tuple[Any, Any]:
         need_a, need_b = ctx.needs_input_grad
-        ga = sum_to(gz, ctx.in_meta[0][0]) if need_a else None
+        ga = sum_to(gz, ctx.input_shape(0)) if need_a else None
         gb = None
         if need_b:
             a, b = ctx.saved_tensors
-            gb = sum_to(-gz * floor_divide(a, b), ctx.in_meta[1][0])
+            gb = sum_to(-gz * floor_divide(a, b), ctx.input_shape(1))
         return ga, gb
 
 
@@ -295,8 +295,8 @@ def _split_by_winner(ctx: Op, gz: Tensor, wins: Any) -> tuple[Any, Any]:
     share_a = wins(a, b).astype(dtype) + (a == b).astype(dtype) * 0.5
     share_a = Tensor._make(ctx.xp.asarray(share_a, dtype=dtype), ctx.backend)
     need_a, need_b = ctx.needs_input_grad
-    return (sum_to(gz * share_a, ctx.in_meta[0][0]) if need_a else None,
-            sum_to(gz * (1.0 - share_a), ctx.in_meta[1][0]) if need_b else None)
+    return (sum_to(gz * share_a, ctx.input_shape(0)) if need_a else None,
+            sum_to(gz * (1.0 - share_a), ctx.input_shape(1)) if need_b else None)
 
 
 class Clamp(Op):
@@ -337,8 +337,8 @@ class Where(Op):
         (cond,) = ctx.saved_tensors
         _, need_a, need_b = ctx.needs_input_grad
         return (None,
-                sum_to(where(cond, gz, 0.0), ctx.in_meta[1][0]) if need_a else None,
-                sum_to(where(cond, 0.0, gz), ctx.in_meta[2][0]) if need_b else None)
+                sum_to(where(cond, gz, 0.0), ctx.input_shape(1)) if need_a else None,
+                sum_to(where(cond, 0.0, gz), ctx.input_shape(2)) if need_b else None)
 
 
 def add(a: Any, b: Any) -> Tensor:

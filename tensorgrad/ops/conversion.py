@@ -23,7 +23,7 @@ class ToDtype(Op):
 
     @staticmethod
     def backward(ctx: Op, gy: Tensor) -> Tensor:
-        return gy.to(dtype=ctx.in_meta[0][1])
+        return gy.to(dtype=ctx.input_dtype(0))
 
 
 class ToDevice(Op):

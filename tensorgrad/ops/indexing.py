@@ -63,7 +63,7 @@ class _Index(Op):
 
     @staticmethod
     def backward(ctx: Op, gy: Tensor) -> Tensor:
-        return IndexGrad.apply(gy, index=ctx.index, shape=ctx.in_meta[0][0])
+        return IndexGrad.apply(gy, index=ctx.index, shape=ctx.input_shape(0))
 
 
 class BasicIndex(_Index):
@@ -111,7 +111,7 @@ class IndexPut(Op):
             keep[ctx.index] = 0
             gx = gy * Tensor._make(keep, ctx.backend)
         if need_v:
-            gv = sum_to(AdvancedIndex.apply(gy, index=ctx.index), ctx.in_meta[1][0])
+            gv = sum_to(AdvancedIndex.apply(gy, index=ctx.index), ctx.input_shape(1))
         return gx, gv
 
 

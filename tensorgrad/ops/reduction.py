@@ -51,7 +51,7 @@ class Sum(Op):
 
     @staticmethod
     def backward(ctx: Op, gy: Tensor) -> Tensor:
-        return _expand_back(gy, ctx.in_meta[0][0], ctx.dims)
+        return _expand_back(gy, ctx.input_shape(0), ctx.dims)
 
 
 class Extremum(Op):
@@ -91,7 +91,7 @@ class TakeAlongDim(Op):
     @staticmethod
     def backward(ctx: Op, gy: Tensor) -> tuple[Tensor, None]:
         (idx,) = ctx.saved_tensors
-        shape = ctx.in_meta[0][0]
+        shape = ctx.input_shape(0)
         xp = ctx.xp
         positions = xp.arange(shape[ctx.dim]).reshape(
             tuple(-1 if i == ctx.dim else 1 for i in range(len(shape))))

@@ -68,7 +68,7 @@ class Reshape(Op):
 
     @staticmethod
     def backward(ctx: Op, gy: Tensor) -> Tensor:
-        return reshape(gy, ctx.in_meta[0][0])
+        return reshape(gy, ctx.input_shape(0))
 
 
 class Permute(Op):
@@ -97,7 +97,7 @@ class Expand(Op):
 
     @staticmethod
     def backward(ctx: Op, gy: Tensor) -> Tensor:
-        return sum_to(gy, ctx.in_meta[0][0])
+        return sum_to(gy, ctx.input_shape(0))
 
 
 class Cat(Op):
