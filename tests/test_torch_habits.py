@@ -70,3 +70,24 @@ def test_inference_mode_records_nothing():
     assert tg.is_grad_enabled()
     assert tg.autograd.set_grad_enabled is tg.set_grad_enabled
     assert tg.autograd.inference_mode is tg.inference_mode
+
+
+def test_grad_modes_decorate_without_parentheses_as_pytorch_allows():
+    x = tg.ones(2, requires_grad=True)
+
+    @tg.no_grad
+    def double(t: tg.Tensor) -> tg.Tensor:
+        return t * 2
+
+    @tg.inference_mode
+    def triple(t: tg.Tensor) -> tg.Tensor:
+        return t * 3
+
+    @tg.enable_grad
+    def recorded(t: tg.Tensor) -> tg.Tensor:
+        return t * 4
+
+    assert double.__name__ == "double" and not double(x).requires_grad
+    assert not triple(x).requires_grad and tg.is_grad_enabled()
+    with tg.no_grad():
+        assert recorded(x).requires_grad and not tg.is_grad_enabled()

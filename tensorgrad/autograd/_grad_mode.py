@@ -24,6 +24,11 @@ class _Mode:
     _var: ContextVar[bool]
     _value: bool
 
+    def __new__(cls, *args: Any) -> Any:
+        if len(args) == 1 and callable(args[0]):  # @tg.no_grad without (), as PyTorch allows
+            return cls()(args[0])
+        return super().__new__(cls)
+
     def __init__(self) -> None:
         self._tokens: list[Any] = []
 
