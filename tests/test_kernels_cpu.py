@@ -213,7 +213,7 @@ def test_branch_kernels_match_the_branch_bit_for_bit(dtype, param, rng):
     with np.errstate(all="ignore"):
         y = K.relu_fwd(x)
         want = {
-            "relu_bwd": (K.relu_bwd(y, gy), _where_ref(y > 0, gy, dtype(0), dtype)),
+            "relu_bwd": (K.relu_bwd(y, gy), _where_ref(~(y <= 0), gy, dtype(0), dtype)),
             "leaky_fwd": (K.leaky_relu_fwd(x, param), _where_ref(xc > 0, xc, xc * p, dtype)),
             "leaky_bwd": (K.leaky_relu_bwd(x, gy, param),
                           _where_ref(xc > 0, gc, gc * p, dtype)),
@@ -227,7 +227,8 @@ def test_branch_kernels_match_the_branch_bit_for_bit(dtype, param, rng):
         same = (_bits(got) == _bits(ref)) | (np.isnan(got) & np.isnan(ref))
         assert same.all(), (name, x[~same][:5], got[~same][:5], ref[~same][:5])
     gx = want["relu_bwd"][0]
-    assert np.all(gx[~(y > 0)] == 0)  # 0, not NaN, where y <= 0, whatever gy is
+    assert np.all(gx[y <= 0] == 0)  # 0, not NaN, where y <= 0, whatever gy is
+    assert np.array_equal(gx[np.isnan(y)], gy[np.isnan(y)], equal_nan=True)  # as PyTorch
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_scalars_never_promote(dtype):
