@@ -48,8 +48,8 @@ step() {
     [[ $verdict == ok ]] || failed=1
     # pytest's last line ("3 failed, 120 passed, 4 skipped in 61.2s") says more than ok.
     local detail
-    detail=$(grep -E '^=+ .*(passed|failed|error|skipped|deselected).* in [0-9.]+s' "$out/$log" \
-             | tail -n 1 | tr -d '=' | sed 's/^ *//;s/ *$//')
+    detail=$(grep -E '[0-9]+ (passed|failed|errors?|skipped|deselected).* in [0-9.]+s' \
+             "$out/$log" | tail -n 1 | tr -d '=' | sed 's/^ *//;s/ *$//')
     summary+=("$(printf '%-34s %-20s %4d s  %s' "$name" "$verdict" "$took" "$detail")")
 }
 
@@ -69,8 +69,12 @@ step "kernels, capture, CUDA backend" 150 tests-kernels.log \
     python3 -m pytest "${pytest_args[@]}" tests/test_kernels_cuda.py tests/test_capture.py \
     tests/test_cuda_backend.py tests/test_cuda_cublas.py
 
+# The largest step: four workers where pytest-xdist is there (it is in the H200 image), a file
+# to a worker so that the distributed tests of one file never run at once; the GPU has room.
+workers=()
+python3 -c "import xdist" 2>/dev/null && workers=(-n 4 --dist loadfile)
 step "every other CUDA case (-m cuda)" 150 tests-cuda.log \
-    python3 -m pytest "${pytest_args[@]}" -m cuda \
+    python3 -m pytest "${pytest_args[@]}" "${workers[@]}" -m cuda \
     --ignore tests/test_kernels_cuda.py --ignore tests/test_capture.py \
     --ignore tests/test_cuda_backend.py --ignore tests/test_cuda_cublas.py
 
