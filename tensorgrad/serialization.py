@@ -403,7 +403,9 @@ def load(f: str | os.PathLike[str] | BinaryIO, device: str | Device | None = Non
     target = None if device is None else as_device(device)
     if isinstance(f, (str, os.PathLike)):
         path = os.fspath(f)
-        with open(path, "rb") as stream:
+        # Unbuffered: a buffered reader would copy the start of each tensor from its buffer and
+        # read the rest to a misaligned address, a slower copy out of the page cache.
+        with open(path, "rb", buffering=0) as stream:
             return _load_stream(stream, path, target, mmap)
     if not hasattr(f, "read"):
         raise TypeError(f"tg.load: f must be a path or a binary file object, got "
