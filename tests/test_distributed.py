@@ -152,7 +152,7 @@ def test_launcher_starts_the_script_on_n_ranks() -> None:
 def test_train_digits_example_runs_on_two_ranks_and_only_rank_0_reports(tmp_path: Path) -> None:
     proc = _run([sys.executable, "-m", "tensorgrad.distributed.run", "-n", "2",
                  str(ROOT / "examples" / "train_digits.py"), "--distributed", "--smoke",
-                 "--out", str(tmp_path)], 120)
+                 "--device", "cpu", "--out", str(tmp_path)], 120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("device: cpu") == 1, proc.stdout
     assert proc.stdout.count("final test accuracy:") == 1, proc.stdout

@@ -26,7 +26,7 @@ def main(mode: str) -> None:
     if mode == "nccl":
         dist.init_process_group("nccl", timeout=10)
         return
-    dist.init_process_group(timeout=1 if mode == "timeout" else 10)
+    dist.init_process_group("mpi", timeout=1 if mode == "timeout" else 10)
     rank = dist.get_rank()
     if mode == "mismatch":
         width = 4 if rank == 0 else 5
