@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         args.epochs = min(args.epochs, 2)
     device, out = _common.setup(args, SCRIPT)
-    if args.distributed and device.type == "cuda" and device.index is None:
+    if args.distributed and device.type == "cuda" and ":" not in args.device:
+        # One GPU per rank: the one its NCCL communicator is on.
         device = tg.Device(f"cuda:{dist.get_node_local_rank() % tg.cuda.device_count()}")
     ckpt_path = _common.checkpoint(args, out, SCRIPT)
 

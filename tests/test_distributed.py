@@ -163,6 +163,18 @@ def test_train_digits_example_runs_on_two_ranks_and_only_rank_0_reports(tmp_path
                                       "4.weight"]
 
 
+def test_train_digits_example_on_two_emulated_gpus_over_nccl(tmp_path: Path) -> None:
+    if not (EMULATOR / "cupy" / "cuda" / "nccl.py").is_file():
+        pytest.skip("the emulated CuPy (tests/cuda_emulator) is not in this checkout")
+    proc = _run([sys.executable, "-m", "tensorgrad.distributed.run", "-n", "2",
+                 str(ROOT / "examples" / "train_digits.py"), "--distributed", "--smoke",
+                 "--device", "cuda", "--out", str(tmp_path)], 300,
+                PYTHONPATH=os.pathsep.join([str(EMULATOR), str(ROOT)]),
+                CUPY_EMULATOR_DEVICE_COUNT="2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("final test accuracy:") == 1, proc.stdout
+
+
 def test_launcher_passes_arguments_through_to_mpiexec() -> None:
     mpiexec = find_mpiexec()
     if mpiexec is None:
