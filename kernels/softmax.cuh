@@ -1,8 +1,10 @@
 // kernels/softmax.cuh: row softmax and log-softmax, forward and backward, for softmax,
 // log_softmax, cross-entropy and attention. Conventions are in common.cuh; these differ in one
 // way: they are row reductions, so they are __global__ templates launched as a RawModule, one
-// thread block per row of a C-contiguous (rows, n) array, instantiated by name for float and
-// double storage (the loader runs float16 through float32, so half is computed in float).
+// thread block per row of a C-contiguous (rows, n) array, instantiated by name for float16,
+// float and double storage. T is the storage type and R = tg_real<T> the compute type: each
+// element is converted to R on load and rounded to T once on store, so half is computed in
+// float (the loader includes CuPy's float16 class before this file).
 //
 // Each block strides over its row, so any row length works; the block size is a multiple of
 // 32, at most 1024. The block reductions use warp shuffles and 32 shared slots.

@@ -118,6 +118,21 @@ def test_cuda_kernels_match_their_twins(n, dtype, extreme, rng):
                                    atol=atol)
 
 
+@pytest.mark.cuda
+def test_cuda_float16_is_one_launch_over_half_storage(rng):
+    # Half is loaded, computed in float and stored by the kernel itself: no float32 copies
+    # of the input or the output around it (the emulator counts launches and bytes moved).
+    backend = _cuda_kernels()
+    emulator = getattr(backend.xp, "_emulator", None)
+    if emulator is None:
+        pytest.skip("launch counts come from the emulated CuPy")
+    x = backend.xp.asarray(_rows(rng, 33, np.float16))
+    with emulator.counting() as counts:
+        y = backend.kernels.softmax_fwd(x)
+    assert y.dtype == np.float16
+    assert counts.by_name == {"tg_softmax_fwd": 1}
+    assert counts.bytes == 2 * x.nbytes
+
 
 @pytest.mark.parametrize("name", ["softmax_fwd", "log_softmax_fwd", "softmax_bwd",
                                   "log_softmax_bwd"])

@@ -116,8 +116,11 @@ _KERNELS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
-# The row reductions of softmax.cuh, compiled together as one RawModule (float and double).
+# The row reductions of softmax.cuh, compiled together as one RawModule, each instantiated
+# for every storage type (CuPy's float16 class, float, double).
 _ROW_KERNELS = ("tg_softmax_fwd", "tg_softmax_bwd", "tg_log_softmax_fwd", "tg_log_softmax_bwd")
+_ROW_CTYPES = {np.dtype(np.float16): "float16", np.dtype(np.float32): "float",
+               np.dtype(np.float64): "double"}
 
 
 def _find_source(name: str) -> Path:
@@ -179,40 +182,40 @@ class CudaKernels:
 
     @functools.cached_property
     def _row_module(self) -> Any:
-        names = [f"{name}<{t}>" for name in _ROW_KERNELS for t in ("float", "double")]
-        return self._cupy.RawModule(code=_preamble("softmax.cuh"), options=("--std=c++17",),
+        # CuPy's float16 class (the one its ElementwiseKernels use) is found on the include
+        # path CuPy gives every compile; RawModule sources get none of CuPy's headers unasked.
+        names = [f"{name}<{t}>" for name in _ROW_KERNELS for t in _ROW_CTYPES.values()]
+        code = "#include <cupy/float16.cuh>\n" + _preamble("softmax.cuh")
+        return self._cupy.RawModule(code=code, options=("--std=c++17",),
                                     name_expressions=names)
 
     def _row_kernel(self, name: str, dtype: Any) -> Any:
-        key = f"_{name}_{np.dtype(dtype).name}"
+        key = f"_{name}_{dtype.name}"
         kernel = self.__dict__.get(key)
         if kernel is None:
-            ctype = "double" if dtype == np.float64 else "float"
-            kernel = self.__dict__[key] = self._row_module.get_function(f"{name}<{ctype}>")
+            expression = f"{name}<{_ROW_CTYPES[dtype]}>"
+            kernel = self.__dict__[key] = self._row_module.get_function(expression)
         return kernel
 
     def _rows(self, name: str, arrays: tuple[Any, ...], scalars: tuple[Any, ...],
               out: Any) -> Any:
-        """Run a row kernel over the last axis of C-contiguous copies of arrays (float16 in
-        float32), writing a new array, or out when given. out may be one of the inputs: each
-        thread reads an element before it writes it, and every read of a row's reductions
-        comes before the block's first write."""
+        """Run a row kernel over the last axis of C-contiguous copies of arrays, writing a new
+        array, or out when given. out may be one of the inputs: each thread reads an element
+        before it writes it, and every read of a row's reductions comes before the block's
+        first write."""
         cupy = self._cupy
         x = arrays[0]
-        compute = np.dtype(np.float32) if x.dtype == np.float16 else x.dtype
-        arrays = tuple(cupy.ascontiguousarray(a, dtype=compute) for a in arrays)
-        direct = out is not None and out.dtype == compute and out.flags.c_contiguous
-        result = out if direct else cupy.empty(x.shape, compute)
+        arrays = tuple(cupy.ascontiguousarray(a, dtype=x.dtype) for a in arrays)
+        direct = out is not None and out.dtype == x.dtype and out.flags.c_contiguous
+        result = out if direct else cupy.empty(x.shape, x.dtype)
         n = x.shape[-1]
         rows = x.size // n if n else 0
         if rows:
             block = min(1024, 32 * ((min(n, 1024) + 31) // 32))
-            self._row_kernel(name, compute)((rows,), (block,),
+            self._row_kernel(name, x.dtype)((rows,), (block,),
                                             (*arrays, result, np.int64(n), *scalars))
-        if direct:
-            return out
-        if out is None:
-            return result.astype(x.dtype, copy=False)
+        if out is None or direct:
+            return result
         out[...] = result
         return out
 
