@@ -70,7 +70,9 @@ def checkpoint(args: argparse.Namespace, out: Path, script: str) -> Path:
         # Once: the converted file is the one every later save and --resume uses.
         tg.save(tg.load(legacy, device="cpu"), path)
         print(f"converted {legacy} (the previous checkpoint format) to {path}")
-    if path.exists() and not (args.resume or args.overwrite):
+    # The default smoke folder holds only smoke runs' throwaway results: no need to ask.
+    own_smoke_folder = args.smoke and args.out is None
+    if path.exists() and not (args.resume or args.overwrite or own_smoke_folder):
         sys.exit(f"{script}: {path} holds the checkpoint of an earlier run; this run would "
                  "replace it. Continue that run with --resume, write this one elsewhere with "
                  "--out DIR, or replace the checkpoint with --overwrite.")

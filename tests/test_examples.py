@@ -175,6 +175,11 @@ def test_smoke_runs_write_to_their_own_folder(tmp_path: Path) -> None:
     assert f"output folder: {Path('runs') / 'circuit-smoke'}" in out
     assert (tmp_path / "runs" / "circuit-smoke" / "circuit_neuron.dot").is_file()
     assert not (tmp_path / "runs" / "circuit").exists()
+    # A smoke run replaces an earlier smoke run's checkpoint in that folder without asking.
+    for _ in range(2):
+        run_example("train_digits.py", None, "--smoke", "--hidden", "8", cwd=tmp_path)
+    assert (tmp_path / "runs" / "train_digits-smoke" / checkpoint_name()).is_file()
+    assert not (tmp_path / "runs" / "train_digits").exists()
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("[a-z]*.py")))
