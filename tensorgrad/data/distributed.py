@@ -27,8 +27,8 @@ class DistributedSampler:
             from .. import distributed
 
             if not distributed.is_initialized():
-                raise RuntimeError("DistributedSampler: pass num_replicas and rank, or call "
-                                   "tg.distributed.init_process_group() first")
+                raise ValueError("DistributedSampler: pass num_replicas and rank, or call "
+                                 "tg.distributed.init_process_group() first")
             num_replicas = distributed.get_world_size() if num_replicas is None else num_replicas
             rank = distributed.get_rank() if rank is None else rank
         if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:

@@ -81,9 +81,9 @@ def is_available() -> bool:
 
 
 def _default_group():
-    if _group is None:
-        raise RuntimeError("Default process group has not been initialized, please make sure "
-                           "to call tg.distributed.init_process_group()")
+    if _group is None:  # a ValueError, as torch.distributed's
+        raise ValueError("Default process group has not been initialized, please make sure "
+                         "to call tg.distributed.init_process_group()")
     return _group
 
 

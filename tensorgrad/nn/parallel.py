@@ -16,6 +16,8 @@ this iteration) is ready at once, as under PyTorch's find_unused_parameters.
 from __future__ import annotations
 
 import contextlib
+import functools
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,8 +71,8 @@ class DistributedDataParallel(Module):
         if not bucket_cap_mb > 0:
             raise ValueError(f"bucket_cap_mb must be positive, got {bucket_cap_mb!r}")
         if not dist.is_initialized():
-            raise RuntimeError("DistributedDataParallel needs a process group: call "
-                               "tg.distributed.init_process_group() first")
+            raise ValueError("DistributedDataParallel needs a process group: call "
+                             "tg.distributed.init_process_group() first")
         self.module = module
         self.broadcast_buffers = broadcast_buffers
         self.find_unused_parameters = find_unused_parameters
@@ -93,8 +95,11 @@ class DistributedDataParallel(Module):
         self._hooks_left = 0
         self._next_bucket = 0
         self._started = False
+        # The hooks hold the wrapper weakly: a DDP that is dropped can be freed (its buckets
+        # are as large as the model), and its hooks then do nothing.
+        ref = weakref.ref(self)
         for i, p in enumerate(self._params):
-            p.register_hook(self._make_hook(i))
+            p.register_hook(functools.partial(_hook, ref, i))
 
     def _make_buckets(self, cap_mb: float) -> list[_Bucket]:
         cap = int(cap_mb * (1 << 20))
@@ -172,12 +177,6 @@ class DistributedDataParallel(Module):
             bucket.work = None
 
     # ---- backward --------------------------------------------------------------------------
-    def _make_hook(self, i: int) -> Any:
-        def hook(grad: Tensor) -> Tensor | None:
-            return self._on_grad(i, grad)
-
-        return hook
-
     def _on_grad(self, i: int, grad: Tensor) -> Tensor | None:
         uses = self._uses
         if uses is None or uses[i] == 0:
@@ -265,6 +264,11 @@ class DistributedDataParallel(Module):
 
     def extra_repr(self) -> str:
         return f"bucket_cap_mb={self.bucket_cap_mb:g}, buckets={len(self._buckets)}"
+
+
+def _hook(ref: weakref.ref, i: int, grad: Tensor) -> Tensor | None:
+    ddp = ref()
+    return None if ddp is None else ddp._on_grad(i, grad)
 
 
 def _tensors(output: Any) -> Iterator[Tensor]:

@@ -8,7 +8,9 @@ nccl backend).
 from __future__ import annotations
 
 import contextlib
+import gc
 import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +173,22 @@ def case_overlap():
     report("overlap")
 
 
+def case_dropped():
+    """A DDP that is dropped is freed (its hooks hold it weakly), and the module it wrapped
+    then trains alone, with local gradients."""
+    model = mlp()
+    ref = weakref.ref(DistributedDataParallel(model))
+    gc.collect()
+    assert ref() is None
+    alone = mlp()
+    x, y = data(0)
+    for m in (model, alone):
+        tg.nn.functional.cross_entropy(m(shard(x)), shard(y)).backward()
+    close([p.grad.numpy() for p in model.parameters()],
+          [p.grad.numpy() for p in alone.parameters()], "dropped", tol=0.0)
+    report("dropped")
+
+
 def case_resume():
     def fresh():
         ddp = DistributedDataParallel(mlp())
@@ -205,9 +223,12 @@ def report(name):
 
 
 def main():
+    global DEVICE
     # None picks NCCL where every rank has a GPU: the path to test for cuda.
     dist.init_process_group("mpi" if DEVICE == "cpu" else None, timeout=60)
     assert dist.get_backend() == ("mpi" if DEVICE == "cpu" else "nccl"), dist.get_backend()
+    if DEVICE == "cuda":  # each rank on its own GPU, where its NCCL communicator is
+        DEVICE = f"cuda:{dist.get_node_local_rank() % tg.cuda.device_count()}"
     assert BATCH % dist.get_world_size() == 0
     case_optimizer("sgd-momentum", lambda m: tg.optim.SGD(m.parameters(), lr=0.1, momentum=0.9))
     case_optimizer("adam", lambda m: tg.optim.Adam(m.parameters(), lr=0.01))
@@ -216,6 +237,7 @@ def main():
     case_batchnorm()
     case_unused()
     case_overlap()
+    case_dropped()
     case_resume()
     dist.destroy_process_group()
 
