@@ -333,6 +333,14 @@ def test_workers_started_by_spawn_get_the_dataset_pickled():
     np.testing.assert_array_equal(batches[1][0].numpy(), x.numpy()[3:6])
 
 
+def test_a_collate_fn_may_return_none_with_workers_too():
+    def nothing(samples: list) -> None:
+        return None
+
+    assert list(DataLoader(list(range(4)), batch_size=2, collate_fn=nothing,
+                           num_workers=1)) == [None, None]
+
+
 def test_pin_memory_and_prefetch_factor_are_accepted():
     ds = TensorDataset(*_xy(9, "cpu"))
     loader = DataLoader(ds, batch_size=2, num_workers=1, pin_memory=True, prefetch_factor=3)

@@ -181,11 +181,11 @@ class DataLoader:
     def __iter__(self) -> Iterator[Any]:
         batches = self._batches()
         serial = self.epoch
-        if self.num_workers:
-            pool = self._pool or self._start_workers()
-        self.epoch += 1
         if not self.num_workers:
+            self.epoch += 1
             return self._in_process(batches)
+        pool = self._pool or self._start_workers()  # its seeds are this epoch's
+        self.epoch += 1
         return self._from_workers(pool, serial, batches)
 
     def _in_process(self, batches: list[Any] | None) -> Iterator[Any]:
@@ -232,10 +232,11 @@ class DataLoader:
             while sent:
                 key, worker = sent.popleft()
                 batch = pool.receive(serial, key)
-                if batch is None and worker in workers:
+                ended = todo is None and batch is None
+                if ended and worker in workers:
                     workers.remove(worker)
                 send()
-                if batch is not None:
+                if not ended:
                     yield batch
         finally:
             if pool is self._pool:

@@ -123,7 +123,7 @@ def _worker_loop(worker_id: int, num_workers: int, seed: int, dataset: Any, fetc
                 batch = fetch(stream)
             else:
                 batch = fetch(indices)
-            answer = _End() if batch is None else _pack(batch)
+            answer = _End() if indices is None and batch is None else _pack(batch)
         except Exception:
             answer = _Failure(worker_id, traceback.format_exc())
         results.put((serial, key, answer))
