@@ -1,5 +1,9 @@
-"""One table of the differentiable ops (API.md "Methods and functions" and the operators), with
-the sample shapes, sampling domains and kinks the gradient and PyTorch tests draw from.
+"""One table of the differentiable ops, with the sample shapes, sampling domains and kinks the
+gradient and PyTorch tests draw from: the tensor functions and operators (API.md "Methods and
+functions"), conversions, the layers and losses of tg.nn.functional (and the parameter-free
+Modules, whose API PyTorch shares), and the fused ops. A new op's gradient, second-order and
+PyTorch tests come from its entry here; tests elsewhere hold what a table row cannot say
+(a Module's parameters and buffers, error messages, numerically extreme inputs).
 
 Each `fn(m, *xs)` is written once for both libraries: `m` is `tensorgrad` or `torch`, and the
 body uses names the two share. Where PyTorch spells an op differently, `torch_fn` (same
@@ -17,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import tensorgrad as tg
+from tensorgrad.ops.fused import linear_activation
 
 
 class T(NamedTuple):
@@ -37,6 +42,10 @@ class OpSpec:
     margin: float = 0.1
     domains: tuple[tuple[float, float], ...] | None = None  # per input, overrides low/high
     torch_fn: Callable[..., Any] | None = None
+    eps: float = 1e-6                  # gradcheck's step
+    # False where a gradient is a convention central differences cannot see (PyTorch's)
+    gradcheck: bool = True
+    dtypes: tuple[str, ...] = ("float16", "float32", "float64")  # compared with PyTorch
 
     def call(self, m: Any, leaves: list[Any], samples: tuple[Any, ...]) -> Any:
         """Apply the op to leaves, transposing those the sample marks with T."""
@@ -85,6 +94,46 @@ REDUCE_ALL = REDUCE + (((),),)
 
 def _torch_pad(m: Any, x: Any, pad: tuple[int, ...]) -> Any:
     return m.nn.functional.pad(x, pad)
+
+
+def _linear_activation(activation: str) -> Callable[..., Any]:
+    """The fused op (tensorgrad only) and its PyTorch reference, activation(linear(x, w, b))."""
+
+    def ours(m: Any, x: Any, w: Any, b: Any) -> Any:
+        return linear_activation(x, w, b, activation)
+
+    def reference(m: Any, x: Any, w: Any, b: Any) -> Any:
+        return getattr(m, activation)(m.nn.functional.linear(x, w, b))
+
+    return ours, reference
+
+
+def _losses(name: str, *args: Any, **kwargs: Any) -> Callable[..., Any]:
+    """The loss Module under every reduction, as one op with three outputs."""
+
+    def fn(m: Any, x: Any, *rest: Any) -> tuple[Any, ...]:
+        return tuple(getattr(m.nn, name)(*args, reduction=r, **kwargs)(x, *rest)
+                     for r in ("mean", "sum", "none"))
+
+    return fn
+
+
+def _classes(m: Any, x: Any, values: Any) -> Any:
+    """Integer class targets (with ignored rows, -100) on x's device."""
+    return m.tensor(np.asarray(values), device=x.device)
+
+
+# Class targets for a (6, 4) input and a (2, 3, 4, 2) input, rows of -100 ignored.
+_TARGETS = [0, 3, -100, 2, 2, 1]
+_TARGETS_SPATIAL = np.array([[0, 2], [1, -100], [2, 2], [0, 1]] * 2).reshape(2, 4, 2)
+_INDICES = [[1, 4, 9, 0, 4], [2, 2, 7, 3, 5], [9, 8, 0, 1, 6]]
+_RUNNING = (np.array([0.3, -0.2, 0.1]), np.array([0.8, 1.5, 1.1]))
+NN = ("float32", "float64")  # forward dtypes compared for the layers and losses
+ACT = (((4, 5),), (T((4, 5)),))
+
+_RELU, _RELU_REF = _linear_activation("relu")
+_SIGMOID, _SIGMOID_REF = _linear_activation("sigmoid")
+_TANH, _TANH_REF = _linear_activation("tanh")
 
 
 def _torch_prod_dims(m: Any, x: Any, dims: tuple[int, ...], keepdim: bool) -> Any:
@@ -230,8 +279,88 @@ OPS: list[OpSpec] = [
     OpSpec("getitem_two_lists", lambda m, x: x[[0, 1, 1], [2, 0, 2]], (((2, 3),), (T((2, 3)),))),
     OpSpec("getitem_mixed", lambda m, x: x[:, [0, 0, 2]], (((2, 3),),)),
     OpSpec("getitem_mask", lambda m, x: x[x > 0.0], (((3, 4),),), kinks=(0.0,)),
-    # ---- copies ----------------------------------------------------------------------------
+    # ---- copies and conversions ------------------------------------------------------------
     OpSpec("clone", lambda m, x: x.clone(), UNARY),
+    OpSpec("contiguous", lambda m, x: x.contiguous() * 1.0, UNARY),
+    # A float32 round trip: the step is large enough that float32's rounding is no slope.
+    OpSpec("to_float32_and_back", lambda m, x: x.to(m.float32).to(x.dtype) * 2.0, UNARY,
+           eps=1e-2),
+    # The device copy and back (an op only where x is not on the CPU).
+    OpSpec("to_cpu_and_back", lambda m, x: (x.cpu() * 2.0).to(x.device), UNARY),
+    # ---- nn.functional layers -----------------------------------------------------------------
+    OpSpec("linear", lambda m, x, w, b: m.nn.functional.linear(x, w, b),
+           (((5, 4), (3, 4), (3,)), ((2, 5, 4), (3, 4), (3,)), (T((5, 4)), (3, 4), (3,))),
+           dtypes=NN),
+    OpSpec("linear_nobias", lambda m, x, w: m.nn.functional.linear(x, w),
+           (((5, 4), (3, 4)), ((2, 5, 4), (3, 4))), dtypes=NN),
+    OpSpec("conv2d", lambda m, x, w, b: m.nn.functional.conv2d(x, w, b),
+           (((2, 3, 6, 6), (4, 3, 3, 3), (4,)), ((1, 1, 5, 4), (2, 1, 2, 2), (2,))), dtypes=NN),
+    OpSpec("conv2d_strided",
+           lambda m, x, w, b: m.nn.functional.conv2d(x, w, b, stride=2, padding=1, dilation=2),
+           (((2, 2, 7, 8), (3, 2, 2, 3), (3,)),), dtypes=NN),
+    OpSpec("conv2d_nobias_unbatched",
+           lambda m, x, w: m.nn.functional.conv2d(x, w, padding=1),
+           (((2, 5, 5), (3, 2, 3, 3)),), dtypes=NN),
+    OpSpec("max_pool2d", lambda m, x: m.nn.MaxPool2d(2)(x), (((2, 3, 6, 6),), ((1, 1, 4, 5),))),
+    OpSpec("max_pool2d_overlapping", lambda m, x: m.nn.functional.max_pool2d(x, 3, stride=1),
+           (((2, 2, 6, 6),),)),
+    OpSpec("max_pool2d_padded", lambda m, x: m.nn.MaxPool2d(3, stride=2, padding=1)(x),
+           (((2, 2, 7, 7),),)),
+    OpSpec("max_pool2d_dilated", lambda m, x: m.nn.MaxPool2d(2, stride=1, dilation=2)(x),
+           (((1, 2, 5, 6),),)),
+    OpSpec("avg_pool2d", lambda m, x: m.nn.AvgPool2d(2)(x), (((2, 3, 6, 6),),)),
+    OpSpec("avg_pool2d_padded", lambda m, x: m.nn.functional.avg_pool2d(x, 3, 2, 1),
+           (((2, 2, 7, 7),),)),
+    OpSpec("avg_pool2d_exclude_pad",
+           lambda m, x: m.nn.AvgPool2d(3, 2, 1, count_include_pad=False)(x),
+           (((2, 2, 7, 7),),)),
+    OpSpec("batch_norm", lambda m, x, w, b: m.nn.functional.batch_norm(
+               x, None, None, w, b, training=True),
+           (((8, 3), (3,), (3,)), ((4, 3, 5), (3,), (3,)), ((4, 3, 3, 3), (3,), (3,))),
+           dtypes=NN),
+    OpSpec("batch_norm_eval", lambda m, x, w, b: m.nn.functional.batch_norm(
+               x, *(m.tensor(r, dtype=x.dtype, device=x.device) for r in _RUNNING), w, b),
+           (((4, 3, 3, 3), (3,), (3,)), ((5, 3), (3,), (3,))), dtypes=NN),
+    OpSpec("batch_norm_noaffine", lambda m, x: m.nn.functional.batch_norm(
+               x, None, None, training=True), (((6, 3),),), dtypes=NN),
+    OpSpec("layer_norm", lambda m, x, w, b: m.nn.functional.layer_norm(x, w.shape, w, b),
+           (((3, 5), (5,), (5,)), ((2, 4, 5), (4, 5), (4, 5))), dtypes=NN),
+    OpSpec("embedding", lambda m, w: m.nn.functional.embedding(_classes(m, w, _INDICES), w),
+           (((10, 4),),)),
+    # The padding row gets no gradient though the output reads it: compared with PyTorch only.
+    OpSpec("embedding_padding", lambda m, w: m.nn.functional.embedding(
+               _classes(m, w, _INDICES), w, padding_idx=2), (((10, 3),),), gradcheck=False),
+    OpSpec("flatten_module", lambda m, x: m.nn.Flatten()(x), (((2, 3, 4),),)),
+    # ---- nn activation Modules ------------------------------------------------------------
+    OpSpec("ReLU", lambda m, x: m.nn.ReLU()(x), ACT, kinks=(0.0,)),
+    OpSpec("LeakyReLU", lambda m, x: m.nn.LeakyReLU(0.2)(x), ACT, kinks=(0.0,)),
+    OpSpec("ELU", lambda m, x: m.nn.ELU(0.5)(x), ACT, kinks=(0.0,)),
+    OpSpec("GELU", lambda m, x: m.nn.GELU()(x), ACT),
+    OpSpec("GELU_tanh", lambda m, x: m.nn.GELU("tanh")(x), ACT),
+    OpSpec("SiLU", lambda m, x: m.nn.SiLU()(x), ACT),
+    OpSpec("Sigmoid", lambda m, x: m.nn.Sigmoid()(x), ACT),
+    OpSpec("Tanh", lambda m, x: m.nn.Tanh()(x), ACT),
+    OpSpec("Softplus", lambda m, x: m.nn.Softplus(2.0, 3.0)(x), ACT, kinks=(1.5,)),
+    OpSpec("Softmax", lambda m, x: m.nn.Softmax(1)(x), ACT),
+    OpSpec("LogSoftmax", lambda m, x: m.nn.LogSoftmax(0)(x), ACT),
+    # ---- losses (the Modules, each under mean, sum and none) --------------------------------
+    OpSpec("mse_loss", _losses("MSELoss"), (((5, 3), (5, 3)), ((4,), (4,))), dtypes=NN),
+    OpSpec("cross_entropy", lambda m, x: _losses("CrossEntropyLoss")(
+               m, x, _classes(m, x, _TARGETS)), (((6, 4),),), low=-4.0, high=4.0, dtypes=NN),
+    OpSpec("cross_entropy_spatial", lambda m, x: _losses("CrossEntropyLoss")(
+               m, x, _classes(m, x, _TARGETS_SPATIAL)), (((2, 3, 4, 2),),), dtypes=NN),
+    OpSpec("nll_loss", lambda m, x: _losses("NLLLoss")(m, x, _classes(m, x, _TARGETS)),
+           (((6, 4),),), dtypes=NN),
+    OpSpec("binary_cross_entropy", _losses("BCELoss"), (((5, 3), (5, 3)), ((4,), (4,))),
+           domains=((0.05, 0.95), (0.0, 1.0)), dtypes=NN),
+    OpSpec("binary_cross_entropy_with_logits", _losses("BCEWithLogitsLoss"),
+           (((5, 3), (5, 3)),), domains=((-6.0, 6.0), (0.0, 1.0)), dtypes=NN),
+    # ---- fused ops (tensorgrad only; PyTorch's reference is the unfused composite) -----------
+    OpSpec("linear_relu", _RELU, (((3, 4), (2, 4), (2,)), ((2, 3, 4), (5, 4), (5,))),
+           torch_fn=_RELU_REF, dtypes=NN),
+    OpSpec("linear_sigmoid", _SIGMOID, (((3, 4), (2, 4), (2,)),), torch_fn=_SIGMOID_REF,
+           dtypes=NN),
+    OpSpec("linear_tanh", _TANH, (((3, 4), (2, 4), (2,)),), torch_fn=_TANH_REF, dtypes=NN),
 ]
 
 OPS_BY_NAME = {spec.name: spec for spec in OPS}
