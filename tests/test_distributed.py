@@ -218,6 +218,15 @@ def test_without_a_process_group_every_call_says_to_initialize_one() -> None:
         dist.init_process_group(timeout=0)
 
 
+def test_importing_tensorgrad_loads_no_transport() -> None:
+    """mpi4py (whose import initializes MPI) is loaded by init_process_group, never before."""
+    code = ("import sys, tensorgrad as tg; tg.nn.parallel.DistributedDataParallel; "
+            "tg.data.DistributedSampler(range(4), 2, 0); assert 'mpi4py' not in sys.modules")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_missing_mpi4py_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "mpi4py", None)
     assert not dist.is_available()
