@@ -60,7 +60,8 @@ class DistributedDataParallel(Module):
     PyTorch's default); the backward that follows leaves in .grad the average over ranks of
     each rank's gradient (accumulated ones included). A parameter that no rank used keeps its
     .grad; find_unused_parameters is accepted for PyTorch's signature: unused parameters are
-    always found. State dict keys carry the `module.` prefix, as PyTorch's.
+    always found. One backward per forward, as in PyTorch: the reduction follows the graph of
+    the latest forward. State dict keys carry the `module.` prefix, as PyTorch's.
     """
 
     def __init__(self, module: Module, bucket_cap_mb: float = 25.0,
