@@ -28,6 +28,7 @@ from .._tensor import Tensor
 _SPIN_SECONDS = 5e-4
 _YIELD_SECONDS = 0.05
 _SLEEP_SECONDS = 1e-4
+_yield = getattr(os, "sched_yield", lambda: time.sleep(0))  # not on Windows
 
 
 class DistributedError(RuntimeError):
@@ -83,7 +84,7 @@ class Work:
                 if waited > _YIELD_SECONDS:
                     time.sleep(_SLEEP_SECONDS)
                 elif waited > _SPIN_SECONDS:
-                    os.sched_yield()
+                    _yield()
         self._done = True
         if self._finish is not None:
             self._finish()
