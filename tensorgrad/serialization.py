@@ -71,6 +71,7 @@ _NPZ_VERSION = 1
 _METADATA_KEY = "tensorgrad"
 _NPZ_HEADER = "__header__"
 _MAX_DEPTH = 100
+_MAX_DIMS = 32  # NumPy 1's limit (NumPy 2 allows 64)
 _MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
 # In the library's writing order: larger alignment first, which keeps every tensor aligned.
 _SAFETENSORS_DTYPES: dict[str, DType] = {
@@ -182,10 +183,13 @@ def _root(array: Any) -> Any:
 
 def _storage(encoder: _Encoder) -> dict[str, tuple[Any, Any]]:
     """key -> (backend, array to store under it, on that backend's device). Tensors whose memory
-    overlaps form one group stored once; the nodes of all but the stored one become views."""
+    overlaps form one group stored once; the nodes of all but the stored one become views.
+    A tensor with more elements than its memory holds (expand's zero strides) is saved as a
+    copy: a view is never bigger than what it views (tg.load relies on it)."""
     stored: dict[str, tuple[Any, Any]] = {}
-    spans = sorted(((str(t.device), *_extent(t.data), i) for i, (t, _) in
-                    enumerate(encoder.tensors) if t.numel() > 0))
+    extents = {i: _extent(t.data) for i, (t, _) in enumerate(encoder.tensors) if t.numel() > 0}
+    spans = sorted((str(t.device), *extents[i], i) for i, (t, _) in enumerate(encoder.tensors)
+                   if i in extents and t.data.nbytes <= extents[i][1] - extents[i][0])
     groups: list[list[int]] = []
     end = (None, 0)
     for device, low, high, i in spans:
@@ -523,8 +527,10 @@ def _check_entry(path: str, key: str, entry: Any) -> tuple[str, tuple[DType, lis
         raise SerializationError(f"{where}: dtype {entry['dtype']!r} is not supported; "
                                  f"tensorgrad reads {', '.join(_SAFETENSORS_DTYPES)}")
     shape, offsets = entry["shape"], entry["data_offsets"]
-    if not (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)):
-        raise SerializationError(f"{where}: shape {shape!r} is not a list of sizes")
+    if not (isinstance(shape, list) and len(shape) <= _MAX_DIMS
+            and all(type(n) is int and n >= 0 for n in shape)):
+        raise SerializationError(f"{where}: shape {str(shape)[:80]} is not a list of at most "
+                                 f"{_MAX_DIMS} sizes")
     if not (isinstance(offsets, list) and len(offsets) == 2
             and all(type(n) is int for n in offsets) and 0 <= offsets[0] <= offsets[1]):
         raise SerializationError(f"{where}: data_offsets {offsets!r} is not a [begin, end] "
@@ -632,11 +638,18 @@ class _Decoder:
         self._backends[saved_on] = backend
         return backend
 
-    def requires_grad(self, t: Tensor, node: dict[str, Any], where: str) -> Tensor:
+    def requires_grad_flag(self, node: dict[str, Any], where: str) -> bool:
         flag = node.get("requires_grad", False)
-        if type(flag) is not bool or (flag and not t.dtype.is_floating_point):
-            raise self.fail(f"{where}: requires_grad {flag!r} for a {t.dtype.name} tensor")
-        return t.requires_grad_(flag) if flag else t
+        if type(flag) is not bool:
+            raise self.fail(f"{where}: requires_grad {str(flag)[:80]} is not a bool")
+        return flag
+
+    def requires_grad(self, t: Tensor, node: dict[str, Any], where: str) -> Tensor:
+        if not self.requires_grad_flag(node, where):
+            return t
+        if not t.dtype.is_floating_point:
+            raise self.fail(f"{where}: requires_grad on a {t.dtype.name} tensor")
+        return t.requires_grad_(True)
 
 
 class _SafetensorsDecoder(_Decoder):
@@ -658,7 +671,7 @@ class _SafetensorsDecoder(_Decoder):
         if not isinstance(key, str) or key not in self.arrays:
             raise self.fail(f"{where}: tensor {key!r} is not in the file")
         backend = self.backend(node, where)
-        memo = (key, json.dumps(view), id(backend), node.get("requires_grad"))
+        memo = (key, json.dumps(view), id(backend), self.requires_grad_flag(node, where))
         if memo in self._made:
             return self._made[memo]
         if (key, id(backend)) not in self._on_device:
@@ -680,19 +693,18 @@ class _SafetensorsDecoder(_Decoder):
                 and len(shape) == len(stride) and all(type(n) is int and n >= 0 for n in shape)
                 and all(type(s) is int for s in stride)):
             raise self.fail(f"{where}: malformed view {str(view)[:80]}")
+        # tg.save writes views of at least one element and at most as many as they view, so
+        # a view can neither reach outside its entry nor stand for more memory than the file.
         size = data.size
-        if math.prod(shape) == 0:
-            low, high = offset, offset - 1
-        else:
-            low = offset + sum((n - 1) * s for n, s in zip(shape, stride) if s < 0)
-            high = offset + sum((n - 1) * s for n, s in zip(shape, stride) if s > 0)
-        if not (0 <= offset <= size and low >= 0 and high < size):
-            raise self.fail(f"{where}: view {view} reaches outside the {size} elements it "
-                            "views")
+        low = offset + sum((n - 1) * s for n, s in zip(shape, stride) if s < 0)
+        high = offset + sum((n - 1) * s for n, s in zip(shape, stride) if s > 0)
+        if not (0 < math.prod(shape) <= size and all(abs(s) <= size for s in stride)
+                and 0 <= low and high < size and len(shape) <= _MAX_DIMS):
+            raise self.fail(f"{where}: view {str(view)[:80]} does not fit in the {size} "
+                            "elements it views")
         flat = data.reshape(-1)[offset:]
-        itemsize = data.itemsize
         return backend.xp.lib.stride_tricks.as_strided(
-            flat, shape=tuple(shape), strides=tuple(s * itemsize for s in stride))
+            flat, shape=tuple(shape), strides=tuple(s * data.itemsize for s in stride))
 
 
 # ---- the previous format, read only (deprecated) ----------------------------------------------
@@ -712,9 +724,12 @@ def _load_npz(f: Any, path: str, size: int, target: Device | None) -> Any:
                                          f"{raw.shape}, expected bytes")
             header = _parse_json(raw.tobytes(), path, "the header")
             return _NpzDecoder(path, target, npz).decode_file(header, _NPZ_VERSION)
-    except SerializationError:
+    except (SerializationError, DeviceUnavailableError):
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as err:
+    # NotImplementedError and RuntimeError: zipfile on encrypted members, which tg.save never
+    # wrote
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError, NotImplementedError,
+            RuntimeError) as err:
         raise SerializationError(
             f"{path} is not a readable tensorgrad checkpoint (truncated, corrupted or another "
             f"format): {type(err).__name__}: {err}") from None
