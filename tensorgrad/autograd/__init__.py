@@ -21,11 +21,11 @@ from ._grad_mode import (
     set_grad_enabled,
 )
 from ._gradcheck import GradcheckError, gradcheck
-from ._op import Op
+from ._op import Op, once_differentiable
 
 __all__ = ["Function", "FunctionCtx", "GradcheckError", "Op", "backward", "detect_anomaly",
            "enable_grad", "grad", "gradcheck", "inference_mode", "is_grad_enabled", "no_grad",
-           "set_grad_enabled"]
+           "once_differentiable", "set_grad_enabled"]
 
 
 def _root_grads(outputs: Sequence[Tensor], grad_outputs: Sequence[Any] | None
