@@ -110,6 +110,11 @@ def main(device: str) -> None:
     dist.barrier()
     dist.destroy_process_group()
     assert not dist.is_initialized()
+    dist.init_process_group("mpi", timeout=60)  # a group again after destroy
+    again = tg.ones(2)
+    dist.all_reduce(again)
+    check(again, np.full(2, float(size), np.float32), "all_reduce in a second group")
+    dist.destroy_process_group()
     if rank == 0:
         print(f"ok collectives {size}", flush=True)
 
