@@ -191,9 +191,9 @@ def _storage(encoder: _Encoder) -> dict[str, tuple[Any, Any]]:
     spans = sorted((str(t.device), *extents[i], i) for i, (t, _) in enumerate(encoder.tensors)
                    if i in extents and t.data.nbytes <= extents[i][1] - extents[i][0])
     groups: list[list[int]] = []
-    end = (None, 0)
+    end = ("", 0)  # (device, address) where the current group's memory ends
     for device, low, high, i in spans:
-        if groups and (device, low) < end:
+        if (device, low) < end:
             groups[-1].append(i)
             end = max(end, (device, high))
         else:
@@ -227,7 +227,8 @@ def _store_shared(members: list[tuple[Tensor, dict[str, Any]]], encoder: _Encode
     else:
         root = _root(members[0][0].data)
         root_low, root_high = _extent(root)
-        if not root.flags.c_contiguous or root.dtype != dtype or root_high < high:
+        if (not root.flags.c_contiguous or root.dtype != dtype or root_low > low
+                or root_high < high):
             return False
         flat = root.reshape(-1)
         base = flat[(low - root_low) // itemsize:(high - root_low) // itemsize]
