@@ -1,5 +1,8 @@
-"""Every layer against PyTorch with copied weights (forward and every gradient, float64 and
-float32), and float64 gradcheck of every layer over its input and parameters."""
+"""The Modules with parameters or buffers against PyTorch's with copied weights (forward, every
+gradient and the buffers, float64 and float32), and what only a Module has: running
+statistics, modes, initialization, fusion inside Sequential, bad input. The ops under them
+(F.linear, F.conv2d, the pools, the norms, embedding, the activation Modules) are rows of
+tests/op_db.py, which gradchecks them to second order and compares them with PyTorch."""
 
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ def _maxout_ref(torch: Any) -> Any:
     return MaxoutRef()
 
 
-CASES = [
+MODULES_WITH_STATE = [
     LayerCase("linear", lambda: nn.Linear(4, 3), lambda t: t.nn.Linear(4, 3), (5, 4)),
     LayerCase("linear_nobias_3d", lambda: nn.Linear(4, 3, bias=False),
               lambda t: t.nn.Linear(4, 3, bias=False), (2, 5, 4)),
@@ -50,16 +53,6 @@ CASES = [
               (2, 2, 7, 8)),
     LayerCase("conv_nobias_unbatched", lambda: nn.Conv2d(2, 3, 3, padding=1, bias=False),
               lambda t: t.nn.Conv2d(2, 3, 3, padding=1, bias=False), (2, 5, 5)),
-    LayerCase("maxpool", lambda: nn.MaxPool2d(2), lambda t: t.nn.MaxPool2d(2), (2, 3, 6, 6)),
-    LayerCase("maxpool_padded", lambda: nn.MaxPool2d(3, stride=2, padding=1, dilation=1),
-              lambda t: t.nn.MaxPool2d(3, stride=2, padding=1), (2, 2, 7, 7)),
-    LayerCase("maxpool_dilated", lambda: nn.MaxPool2d(2, stride=1, dilation=2),
-              lambda t: t.nn.MaxPool2d(2, stride=1, dilation=2), (1, 2, 5, 6)),
-    LayerCase("avgpool", lambda: nn.AvgPool2d(2), lambda t: t.nn.AvgPool2d(2), (2, 3, 6, 6)),
-    LayerCase("avgpool_padded", lambda: nn.AvgPool2d(3, 2, 1),
-              lambda t: t.nn.AvgPool2d(3, 2, 1), (2, 2, 7, 7)),
-    LayerCase("avgpool_exclude_pad", lambda: nn.AvgPool2d(3, 2, 1, count_include_pad=False),
-              lambda t: t.nn.AvgPool2d(3, 2, 1, count_include_pad=False), (2, 2, 7, 7)),
     LayerCase("batchnorm1d", lambda: nn.BatchNorm1d(4), lambda t: t.nn.BatchNorm1d(4), (8, 4)),
     LayerCase("batchnorm1d_3d", lambda: nn.BatchNorm1d(3), lambda t: t.nn.BatchNorm1d(3),
               (4, 3, 5)),
@@ -76,7 +69,6 @@ CASES = [
               int_input=10),
     LayerCase("embedding_padding", lambda: nn.Embedding(6, 3, padding_idx=2),
               lambda t: t.nn.Embedding(6, 3, padding_idx=2), (4, 6), int_input=6),
-    LayerCase("flatten", lambda: nn.Flatten(), lambda t: t.nn.Flatten(), (2, 3, 4)),
     LayerCase("maxout", lambda: nn.Maxout(4, 2, 3), _maxout_ref, (5, 4)),
     LayerCase("sequential_mlp",
               lambda: nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2)),
@@ -90,18 +82,6 @@ CASES = [
                                         t.nn.MaxPool2d(2), t.nn.Conv2d(3, 2, 2),
                                         t.nn.AvgPool2d(2), t.nn.Flatten(), t.nn.Linear(2, 3)),
               (2, 2, 6, 6)),
-    LayerCase("relu", lambda: nn.ReLU(), lambda t: t.nn.ReLU(), (4, 5)),
-    LayerCase("leaky_relu", lambda: nn.LeakyReLU(0.2), lambda t: t.nn.LeakyReLU(0.2), (4, 5)),
-    LayerCase("elu", lambda: nn.ELU(0.5), lambda t: t.nn.ELU(0.5), (4, 5)),
-    LayerCase("gelu", lambda: nn.GELU(), lambda t: t.nn.GELU(), (4, 5)),
-    LayerCase("gelu_tanh", lambda: nn.GELU("tanh"), lambda t: t.nn.GELU("tanh"), (4, 5)),
-    LayerCase("silu", lambda: nn.SiLU(), lambda t: t.nn.SiLU(), (4, 5)),
-    LayerCase("sigmoid", lambda: nn.Sigmoid(), lambda t: t.nn.Sigmoid(), (4, 5)),
-    LayerCase("tanh", lambda: nn.Tanh(), lambda t: t.nn.Tanh(), (4, 5)),
-    LayerCase("softplus", lambda: nn.Softplus(2.0, 3.0), lambda t: t.nn.Softplus(2.0, 3.0),
-              (4, 5)),
-    LayerCase("softmax", lambda: nn.Softmax(1), lambda t: t.nn.Softmax(1), (4, 5)),
-    LayerCase("log_softmax", lambda: nn.LogSoftmax(0), lambda t: t.nn.LogSoftmax(0), (4, 5)),
 ]
 
 
@@ -131,7 +111,7 @@ def _pair(case: LayerCase, torch: Any, dtype: str, device: str) -> tuple[nn.Modu
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", MODULES_WITH_STATE, ids=lambda c: c.name)
 def test_layer_matches_torch(case: LayerCase, dtype: str, device: str,
                              rng: np.random.Generator) -> None:
     torch = pytest.importorskip("torch")
@@ -156,26 +136,6 @@ def test_layer_matches_torch(case: LayerCase, dtype: str, device: str,
                                    err_msg=name)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_layer_gradcheck(case: LayerCase, device: str, rng: np.random.Generator) -> None:
-    tg.manual_seed(0)
-    layer = case.make().to(device=device, dtype="float64")
-    if not case.train:
-        layer.eval()
-    params = list(layer.parameters())
-    data = _input(case, rng, "float64")
-    if case.int_input:
-        x = tg.tensor(data, device=device)
-        if not params:
-            pytest.skip("no differentiable input")
-        tg.autograd.gradcheck(lambda *_: layer(x), params)
-        return
-    if "maxpool" in case.name:
-        data = rng.permutation(data.size).reshape(data.shape) * 0.1  # no ties near a max
-    x = tg.tensor(data, device=device, requires_grad=True)
-    tg.autograd.gradcheck(lambda x, *_: layer(x), [x, *params])
-
-
 def test_dropout_gradcheck_with_fixed_seed(device: str, rng: np.random.Generator) -> None:
     layer = nn.Dropout(0.3)
     x = tg.tensor(rng.standard_normal((4, 5)), device=device, requires_grad=True)
@@ -187,23 +147,48 @@ def test_dropout_gradcheck_with_fixed_seed(device: str, rng: np.random.Generator
     tg.autograd.gradcheck(fn, [x])
 
 
-def test_conv_double_backward(device: str, rng: np.random.Generator) -> None:
-    """Unfold and Fold are each other's backward, so second derivatives through conv work."""
-    x = tg.tensor(rng.standard_normal((1, 2, 4, 4)), device=device, requires_grad=True)
-    w = tg.tensor(rng.standard_normal((2, 2, 3, 3)), device=device, requires_grad=True)
-
-    def grad_x(x: tg.Tensor, w: tg.Tensor) -> tg.Tensor:
-        y = nn.functional.conv2d(x, w, padding=1)
-        (gx,) = tg.grad((y * y).sum(), [x], create_graph=True)
-        return gx
-
-    tg.autograd.gradcheck(grad_x, [x, w])
-
-
 def test_maxpool_routes_gradient_to_first_maximum(device: str) -> None:
     x = tg.tensor([[[[1.0, 3.0], [3.0, 2.0]]]], device=device, requires_grad=True)
     nn.MaxPool2d(2)(x).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [[[[0.0, 1.0], [0.0, 0.0]]]])
+
+
+def test_overlapping_windows_accumulate_into_a_shared_maximum(device: str) -> None:
+    x = tg.zeros(1, 1, 3, 3, device=device, requires_grad=True)
+    with tg.no_grad():
+        x[0, 0, 1, 1] = 5.0  # the maximum of all four overlapping 2x2 windows
+    nn.functional.max_pool2d(x, 2, stride=1).sum().backward()
+    expected = np.zeros((1, 1, 3, 3))
+    expected[0, 0, 1, 1] = 4.0
+    np.testing.assert_array_equal(x.grad.numpy(), expected)
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.Sigmoid, nn.Tanh])
+def test_sequential_fuses_linear_and_activation(activation: Any, device: str,
+                                                rng: np.random.Generator) -> None:
+    """Linear followed by ReLU/Sigmoid/Tanh inside Sequential runs as one fused op (its math
+    is op_db's linear_relu/_sigmoid/_tanh): the same values and gradients as the modules
+    applied one after the other."""
+    tg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), activation(), nn.Linear(5, 3)).to(device=device,
+                                                                              dtype="float64")
+    x = tg.tensor(rng.standard_normal((4, 6)), dtype=tg.float64, device=device)
+    weights = tg.tensor(rng.standard_normal((4, 3)), dtype=tg.float64, device=device)
+    fused = (model(x) * weights).sum()
+    fused.backward()
+    fused_grads = {k: p.grad.numpy().copy() for k, p in model.named_parameters()}
+    model.zero_grad()
+    h = x
+    for module in model:  # iterating calls each module on its own: no fusion
+        h = module(h)
+    plain = (h * weights).sum()
+    plain.backward()
+    assert fused.item() == pytest.approx(plain.item(), rel=1e-12)
+    for k, p in model.named_parameters():
+        np.testing.assert_allclose(fused_grads[k], p.grad.numpy(), rtol=1e-10, err_msg=k)
+    assert model(x).grad_fn.parents[0].name() == "LinearActivationBackward"
+    assert model[0](x).grad_fn.name() == "LinearBackward"
+    assert "LinearActivation" not in repr(model)
 
 
 def test_batchnorm_running_stats_match_torch_over_steps(device: str,
