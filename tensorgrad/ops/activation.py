@@ -13,7 +13,6 @@ from __future__ import annotations
 import math as _pymath
 from typing import Any
 
-from .._creation import ones_like
 from .._tensor import Tensor
 from ..autograd._op import Op
 from . import arithmetic as ar
@@ -180,7 +179,8 @@ class Gelu(Activation):
         # Phi(x) + x phi(x), the fused backward with a unit upstream gradient (there is no
         # erf op to write Phi with); an op, so its own derivative (second_derivative) and
         # every higher one is recorded too.
-        return ActivationGrad.apply(s, ones_like(s), activation=Gelu, params=params)
+        ones = Tensor._make(s._backend.xp.ones_like(s._data), s._backend)
+        return ActivationGrad.apply(s, ones, activation=Gelu, params=params)
 
     @staticmethod
     def second_derivative(s: Tensor, params: tuple[Any, ...]) -> Any:
