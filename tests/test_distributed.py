@@ -69,15 +69,16 @@ def test_one_rank_runs_without_a_launcher() -> None:
 
 
 def test_ddp_on_two_ranks_matches_one_process_on_the_whole_batch(tmp_path: Path) -> None:
-    """SGD with momentum, Adam and no_sync accumulation to 1e-12 in float64; BatchNorm
+    """SGD with momentum, Adam, no_sync accumulation and a layer used twice to 1e-12 in
+    float64; BatchNorm
     buffers from rank 0 and parameters equal on the ranks; unused parameters; the first
     bucket's all-reduce starts before backward reaches the first layer; a resumed run equals
     an uninterrupted one bit for bit."""
     proc = _mpiexec(2, "ddp_equivalence.py", str(tmp_path), timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     done = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("ok ")]
-    assert done == ["sgd-momentum", "adam", "no_sync", "batchnorm", "unused", "overlap",
-                    "dropped", "resume"], proc.stdout + proc.stderr
+    assert done == ["sgd-momentum", "adam", "no_sync", "shared", "batchnorm", "unused",
+                    "overlap", "dropped", "resume"], proc.stdout + proc.stderr
 
 
 EMULATOR = ROOT / "tests" / "cuda_emulator"
@@ -100,8 +101,9 @@ def test_cuda_tensors_on_two_ranks_under_the_emulated_cuda(script: str, device: 
                     CUPY_EMULATOR_DEVICE_COUNT="2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     expected = (["ok collectives 2"] if script == "collectives.py" else
-                [f"ok {case}" for case in ("sgd-momentum", "adam", "no_sync", "batchnorm",
-                                           "unused", "overlap", "dropped", "resume")])
+                [f"ok {case}" for case in ("sgd-momentum", "adam", "no_sync", "shared",
+                                           "batchnorm", "unused", "overlap", "dropped",
+                                           "resume")])
     assert [line for line in proc.stdout.splitlines() if line.startswith("ok ")] == expected
 
 

@@ -85,6 +85,34 @@ def case_optimizer(name, make_opt, accumulate=1):
     report(name)
 
 
+class Shared(tg.nn.Module):
+    """One Linear applied twice: its parameters get two gradients per backward, both of
+    which must be in before their bucket is reduced."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = tg.nn.Linear(5, 7)
+        self.mid = tg.nn.Linear(7, 7)
+        self.out = tg.nn.Linear(7, 3)
+
+    def forward(self, x):
+        h = tg.tanh(self.inp(x))
+        return self.out(tg.tanh(self.mid(tg.tanh(self.mid(h)))))
+
+
+def case_shared():
+    def make():
+        tg.manual_seed(0)
+        return Shared().double().to(DEVICE)
+
+    ref = make()
+    train(ref, tg.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9), STEPS, False)
+    ddp = DistributedDataParallel(make(), bucket_cap_mb=1e-4)
+    train(ddp, tg.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9), STEPS, True)
+    close(params(ref), params(ddp.module), "shared")
+    report("shared")
+
+
 def case_batchnorm():
     tg.manual_seed(0)
     model = tg.nn.Sequential(tg.nn.Linear(5, 6), tg.nn.BatchNorm1d(6), tg.nn.ReLU(),
@@ -234,6 +262,7 @@ def main():
     case_optimizer("adam", lambda m: tg.optim.Adam(m.parameters(), lr=0.01))
     case_optimizer("no_sync", lambda m: tg.optim.SGD(m.parameters(), lr=0.1, momentum=0.9),
                    accumulate=2)
+    case_shared()
     case_batchnorm()
     case_unused()
     case_overlap()
