@@ -162,6 +162,29 @@ def test_activation_writes_out(act, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_gelu_tanh_blocks_may_write_over_their_inputs(dtype, rng):
+    # The twins run block by block (65536 elements); each block is read before it is
+    # written, so out may be x or gy, over several blocks and a partial last one.
+    x = (rng.normal(size=(3, 50001)) * 3).astype(dtype)
+    gy = rng.normal(size=x.shape).astype(dtype)
+    y, gx = K.gelu_tanh_fwd(x), K.gelu_tanh_bwd(x, gy)
+    _close(y, _gelu_tanh(x.astype(np.float64)), dtype, scale=1 + np.max(np.abs(x)))
+    x_copy, gy_copy = x.copy(), gy.copy()
+    assert K.gelu_tanh_fwd(x_copy, x_copy) is x_copy
+    assert K.gelu_tanh_bwd(x, gy_copy, gy_copy) is gy_copy
+    np.testing.assert_array_equal(x_copy, y)
+    np.testing.assert_array_equal(gy_copy, gx)
+
+
+def test_gelu_tanh_of_a_0d_array():
+    # The whole-array twin handed np.tanh a NumPy scalar as out and raised TypeError.
+    x = np.array(1.5, np.float32)
+    np.testing.assert_allclose(K.gelu_tanh_fwd(x), _gelu_tanh(1.5), rtol=1e-6)
+    np.testing.assert_allclose(K.gelu_tanh_bwd(x, np.array(2.0, np.float32)),
+                               2.0 * _gelu_tanh_grad(1.5), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("act", ACTS, ids=ACT_IDS)
 def test_activation_extreme_inputs_are_finite(act, dtype):
     x = np.array(EXTREMES, dtype=dtype)

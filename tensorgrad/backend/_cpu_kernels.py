@@ -225,15 +225,70 @@ def _gelu_single(x: np.ndarray, gy: np.ndarray | None) -> np.ndarray:
     return res.reshape(x.shape)
 
 
-def _gelu_tanh_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(clamped x, tanh(k (xc + c xc^3))) in x's dtype."""
-    xc = np.clip(x, -_GELU_TANH_CLAMP, _GELU_TANH_CLAMP)
-    inner = xc * xc
-    inner *= _GELU_TANH_C
-    inner *= xc
-    inner += xc
-    inner *= _GELU_TANH_K
-    return xc, np.tanh(inner, out=inner)
+# Elements per block of the gelu_tanh twins: their three or four compute-dtype scratch blocks
+# stay in a 1 MiB L2 cache through the ~12 passes, where whole-array passes over a (4096, 1024)
+# activation stream from memory every time (16.5 -> 7 ms forward, 30 -> 10 ms backward).
+_GELU_TANH_BLOCK = 65536
+
+
+def _by_blocks(fn: Any, nscratch: int, out: np.ndarray | None, x: np.ndarray,
+               *others: np.ndarray) -> np.ndarray:
+    """fn(dest, scratch, x_block, *other_blocks) over matching blocks of the flattened arrays:
+    dest is the block of the result (x's dtype and shape, out when given) and scratch holds
+    nscratch compute-dtype buffers of the block's length. Each block is read before its dest
+    is written, so out may be one of the inputs."""
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in (x, *others)]
+    direct = out is not None and out.dtype == x.dtype and out.flags.c_contiguous
+    res = out if direct else np.empty(x.shape, x.dtype)
+    dest = res.reshape(-1)
+    block = max(1, min(_GELU_TANH_BLOCK, dest.size))
+    compute = np.float32 if x.dtype == _F16 else x.dtype
+    buffers = [np.empty(block, compute) for _ in range(nscratch)]
+    for start in range(0, dest.size, block):
+        part = slice(start, start + block)
+        n = dest[part].size
+        fn(dest[part], [b[:n] for b in buffers], *(a[part] for a in flat))
+    if out is None or direct:
+        return res
+    np.copyto(out, res, casting="same_kind")
+    return out
+
+
+def _gelu_tanh_parts(x: np.ndarray, xc: np.ndarray, t: np.ndarray) -> None:
+    """xc = x clamped to +-10, t = tanh(k (xc + c xc^3)), in the given buffers."""
+    np.clip(x, -_GELU_TANH_CLAMP, _GELU_TANH_CLAMP, out=xc)
+    np.multiply(xc, xc, out=t)
+    t *= _GELU_TANH_C
+    t *= xc
+    t += xc
+    t *= _GELU_TANH_K
+    np.tanh(t, out=t)
+
+
+def _gelu_tanh_fwd_block(dest: np.ndarray, scratch: list[np.ndarray], x: np.ndarray) -> None:
+    xc, t = scratch
+    _gelu_tanh_parts(x, xc, t)
+    t += 1
+    t *= x
+    np.multiply(t, 0.5, out=dest)  # float16: computed in float32, rounded once here
+
+
+def _gelu_tanh_bwd_block(dest: np.ndarray, scratch: list[np.ndarray], x: np.ndarray,
+                         gy: np.ndarray) -> None:
+    xc, t, dinner, sech2 = scratch
+    _gelu_tanh_parts(x, xc, t)
+    np.multiply(xc, xc, out=dinner)
+    dinner *= 3 * _GELU_TANH_C
+    dinner += 1
+    dinner *= _GELU_TANH_K
+    np.multiply(t, t, out=sech2)
+    np.subtract(1, sech2, out=sech2)
+    dinner *= sech2
+    dinner *= xc
+    t += 1
+    t += dinner
+    t *= 0.5
+    np.multiply(t, gy, out=dest)
 
 
 @functools.cache
@@ -319,27 +374,11 @@ class CpuKernels:
 
     def gelu_tanh_fwd(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), PyTorch's approximate='tanh'."""
-        xc = _up(x)
-        _, t = _gelu_tanh_parts(xc)
-        t += 1
-        t *= xc
-        return _finish(np.multiply(t, 0.5, out=_dest(out, x.dtype)), x.dtype, out)
+        return _by_blocks(_gelu_tanh_fwd_block, 2, out, x)
 
     def gelu_tanh_bwd(self, x: np.ndarray, gy: np.ndarray, out: np.ndarray | None = None):
         """gy (0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2)) with x clamped to +-10."""
-        xc, t = _gelu_tanh_parts(_up(x))
-        dinner = xc * xc
-        dinner *= 3 * _GELU_TANH_C
-        dinner += 1
-        dinner *= _GELU_TANH_K
-        sech2 = t * t
-        np.subtract(1, sech2, out=sech2)
-        dinner *= sech2
-        dinner *= xc
-        t += 1
-        t += dinner
-        t *= 0.5
-        return _finish(np.multiply(t, _up(gy), out=_dest(out, x.dtype)), x.dtype, out)
+        return _by_blocks(_gelu_tanh_bwd_block, 4, out, x, gy)
 
     def silu_fwd(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """x * sigmoid(x)."""
