@@ -17,6 +17,39 @@ if TYPE_CHECKING:
     from .._device import Device
 
 
+def _scatter_add_rows(target: np.ndarray, index: Any, values: np.ndarray) -> bool:
+    """target[rows] += values for one integer index array over the first axis (an embedding's
+    gradient), by rows sorted stably and each row's values summed along axis 0: the same
+    sequential sums in order of occurrence as np.add.at, so on a zero target (IndexGrad's) the
+    same bits. Returns False, doing nothing, where np.add.at is the faster or the only way.
+
+    np.add.at pays per index (~N (0.13 + 0.0085 D) us for N indices of D columns); this pays
+    per distinct row (~4 us each, measured with N 1408 to 4096 and D 16 to 256): (4096, 256)
+    onto 10 rows 8.9 -> 0.4 ms, onto 2048 rows 9.3 -> 5.0 ms.
+    """
+    if not (isinstance(index, tuple) and len(index) == 1 and isinstance(index[0], np.ndarray)
+            and index[0].dtype.kind in "iu" and target.ndim >= 1):
+        return False
+    rows = index[0].reshape(-1)
+    if values.shape != index[0].shape + target.shape[1:] or rows.size == 0:
+        return False
+    rows = np.where(rows < 0, rows + target.shape[0], rows)  # -1 and n - 1: one segment
+    order = np.argsort(rows, kind="stable")
+    rows = rows[order]
+    if rows[0] < 0 or rows[-1] >= target.shape[0]:
+        return False  # np.add.at names the index out of range
+    bounds = np.flatnonzero(rows[1:] != rows[:-1]) + 1
+    width = values.size // rows.size
+    # One column would be summed along the contiguous axis, pairwise: not np.add.at's order.
+    if width < 2 or (bounds.size + 1) * 32 >= rows.size * (1 + width / 16):
+        return False
+    grouped = values.reshape(rows.size, *target.shape[1:])[order]
+    starts = [0, *bounds.tolist()]
+    for start, end in zip(starts, [*starts[1:], rows.size]):
+        target[rows[start]] += grouped[start:end].sum(axis=0)
+    return True
+
+
 def _keep_freed_memory() -> None:
     """Ask glibc to keep freed memory for reuse instead of handing it back to the OS.
 
@@ -67,7 +100,8 @@ class CpuBackend(Backend):
         return array
 
     def scatter_add(self, target: np.ndarray, index: Any, values: np.ndarray) -> None:
-        np.add.at(target, index, values)
+        if not _scatter_add_rows(target, index, values):
+            np.add.at(target, index, values)
 
     def manual_seed(self, seed: int) -> None:
         self._rng = np.random.default_rng(seed)

@@ -270,6 +270,20 @@ def test_embedding_padding_row_gets_no_gradient(device: str) -> None:
     np.testing.assert_array_equal(emb.weight.grad.numpy()[2], [1.0, 1.0])
 
 
+@pytest.mark.parametrize("rows, width", [(10, 64), (7, 3), (5, 1), (3000, 8)])
+def test_embedding_gradient_sums_repeated_rows_as_torch(rows: int, width: int, rng) -> None:
+    # The CPU sums each row's gradients in order of occurrence (sorted segments where that
+    # is faster than np.add.at): the bits of PyTorch's embedding backward, not only close.
+    torch = pytest.importorskip("torch")
+    index = rng.integers(0, rows, (64, 33))
+    gy = rng.standard_normal((*index.shape, width)).astype(np.float32)
+    emb = nn.Embedding(rows, width)
+    emb(tg.tensor(index)).backward(tg.tensor(gy))
+    weight = torch.zeros(rows, width, requires_grad=True)
+    torch.nn.functional.embedding(torch.tensor(index), weight).backward(torch.tensor(gy))
+    np.testing.assert_array_equal(emb.weight.grad.numpy(), weight.grad.numpy())
+
+
 @pytest.mark.parametrize("make, x_shape, pattern", [
     (lambda: nn.Linear(4, 3), (2, 5), r"Linear: expected input with 4 features.*\(2, 5\)"),
     (lambda: nn.Conv2d(3, 8, 3), (2, 4, 6, 6),
