@@ -6,6 +6,7 @@ The public names of the API contract (shared API.md) and nothing else.
 from __future__ import annotations
 
 from . import autograd, cuda, data, distributed, nn, optim, utils, viz
+from ._capture import capture
 from ._creation import (
     arange,
     as_tensor,
@@ -46,6 +47,7 @@ from .autograd import (
     no_grad,
     set_grad_enabled,
 )
+from .backend import CaptureError
 from .ops.activation import (
     elu,
     gelu,
@@ -130,12 +132,13 @@ device = Device
 __version__ = "0.1.0"
 
 __all__ = [
-    "Device", "DeviceMismatchError", "DeviceUnavailableError", "DType", "SerializationError",
-    "Tensor", "data", "distributed", "load", "save", "viz",
+    "CaptureError", "Device", "DeviceMismatchError", "DeviceUnavailableError", "DType",
+    "SerializationError", "Tensor", "data", "distributed", "load", "save", "viz",
     "abs", "add", "all", "amax", "amin", "any", "arange", "argmax", "argmin", "as_tensor",
     "autograd",
     "bitwise_and", "bitwise_not", "bitwise_or", "bitwise_xor",
-    "bool", "broadcast_to", "cat", "chunk", "clamp", "clip", "clone", "cos", "cuda", "device",
+    "bool", "broadcast_to", "capture", "cat", "chunk", "clamp", "clip", "clone", "cos", "cuda",
+    "device",
     "div", "elu", "empty", "empty_like", "enable_grad", "eq", "exp", "expand", "eye",
     "flatten", "float16", "float32", "float64", "floor_divide", "from_dlpack", "from_numpy",
     "full", "full_like", "ge", "gelu", "get_default_device", "getitem", "grad", "gt", "int32",

@@ -1,7 +1,10 @@
-"""tg.cuda.capture and tg.cuda.CUDAGraph: the eager fallback on the CPU everywhere; on a GPU,
-replayed training steps must be bitwise equal to eager ones and memory must stay flat."""
+"""tg.capture (and its alias tg.cuda.capture) on every device: replayed training steps are
+bitwise equal to eager ones, host reads raise CaptureError, memory stays flat; and the
+CUDA-only tg.cuda.CUDAGraph."""
 
 from __future__ import annotations
+
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -10,25 +13,43 @@ import tensorgrad as tg
 from tensorgrad import nn
 
 
-def test_capture_on_cpu_runs_the_function_each_call():
+def test_capture_warms_up_records_once_then_replays(device):
     calls = []
 
-    @tg.cuda.capture
+    @tg.capture
     def step(x, scale):
         calls.append(1)
         return (x * scale).sum()
 
-    x = tg.tensor([1.0, 2.0, 3.0])
-    assert [step(x, 2.0).item() for _ in range(5)] == [12.0] * 5
-    assert len(calls) == 5
+    x = tg.tensor([1.0, 2.0, 3.0], device=device)
+    out = [step(x, 2.0).item() for _ in range(3)]
+    assert len(calls) == 3  # two warm-up calls, one recording
+    assert step(tg.tensor([1.0, 1.0, 1.0], device=device), 2.0).item() == 6.0
+    assert [step(x, 2.0).item() for _ in range(2)] + out == [12.0] * 5
+    assert len(calls) == 3  # replays run no Python of the step
+    assert step(x, 3.0).item() == 18.0  # another constant is another key: warm-up again
+    assert len(calls) == 4
 
 
-def test_capture_decorator_with_arguments_and_validation():
-    step = tg.cuda.capture(warmup=3)(lambda x: x + 1)
+def test_capture_is_tg_cuda_capture_and_validates_its_arguments():
+    assert tg.cuda.capture is tg.capture and tg.cuda.CaptureError is tg.CaptureError
+    step = tg.capture(warmup=3)(lambda x: x + 1)
     assert step.warmup == 3
     assert step(tg.zeros(2)).tolist() == [1.0, 1.0]
     with pytest.raises(ValueError, match="warm-up"):
-        tg.cuda.capture(lambda x: x, warmup=0)
+        tg.capture(lambda x: x, warmup=0)
+    with pytest.raises(ValueError, match="max_graphs"):
+        tg.capture(lambda x: x, max_graphs=0)
+
+
+def test_capture_records_again_per_shape_up_to_max_graphs(device):
+    step = tg.capture(lambda x: x * 2, warmup=1, max_graphs=2)
+    for n in (2, 3):
+        for _ in range(3):
+            assert step(tg.ones(n, device=device)).tolist() == [2.0] * n
+    with pytest.raises(tg.CaptureError, match="already captured for 2"):
+        for _ in range(2):
+            step(tg.ones(4, device=device))
 
 
 def test_cuda_graph_needs_a_cuda_device():
@@ -50,7 +71,7 @@ def _batches(n: int, device: str) -> list[tuple[tg.Tensor, tg.Tensor]]:
 
 def _train(model: nn.Module, opt: object, batches: list, captured: bool,
            scheduler: object = None) -> list[float]:
-    """Losses of one training step per batch, eager or through tg.cuda.capture; the
+    """Losses of one training step per batch, eager or through tg.capture; the
     scheduler (if any) steps between calls, outside the captured function."""
     loss_fn = nn.CrossEntropyLoss()
 
@@ -61,7 +82,7 @@ def _train(model: nn.Module, opt: object, batches: list, captured: bool,
         opt.step()
         return loss
 
-    run = tg.cuda.capture(step) if captured else step
+    run = tg.capture(step) if captured else step
     losses = []
     for x, y in batches:
         losses.append(run(x, y).item())
@@ -75,8 +96,6 @@ def _train(model: nn.Module, opt: object, batches: list, captured: bool,
     lambda p: tg.optim.Adam(p, lr=1e-3),
 ], ids=["sgd", "adam"])
 def test_replayed_steps_are_bitwise_equal_to_eager_steps(device, make_opt):
-    if device != "cuda":
-        pytest.skip("graph capture needs CUDA; the CPU path is the eager fallback above")
     batches = _batches(12, device)
     eager, replayed = _mlp(0, device), _mlp(0, device)
     eager_losses = _train(eager, make_opt(eager.parameters()), batches, captured=False)
@@ -86,19 +105,48 @@ def test_replayed_steps_are_bitwise_equal_to_eager_steps(device, make_opt):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
 
 
-def test_host_reads_inside_capture_raise_a_clear_error(device):
+@pytest.mark.parametrize("read, what", [
+    (lambda t: t.item(), r"\.item\(\)"),
+    (lambda t: t.numpy(), r"\.numpy\(\)"),
+    (lambda t: t.tolist(), r"\.tolist\(\)"),
+    (lambda t: str(t), "printing"),
+    (lambda t: 1.0 if t > 0 else 0.0, "Python branch"),
+], ids=["item", "numpy", "tolist", "print", "branch"])
+def test_host_reads_inside_capture_raise_a_clear_error(device, read, what):
+    def step(x):
+        y = (x * 2).sum()
+        read(y)
+        return y
+
+    captured = tg.capture(step, warmup=1)
+    x = tg.ones(4, device=device)
+    captured(x)  # the warm-up call runs eagerly: reads are fine there
+    with pytest.raises(tg.CaptureError, match=what):
+        captured(x)
+
+
+def test_host_reads_inside_a_cuda_graph_raise_a_clear_error(device):
     if device != "cuda":
-        pytest.skip("graph capture needs CUDA")
+        pytest.skip("tg.cuda.CUDAGraph is CUDA's")
     x = tg.ones(4, device=device)
     graph = tg.cuda.CUDAGraph(device)
-    with pytest.raises(tg.cuda.CaptureError, match=r"\.item\(\)"):
+    with pytest.raises(tg.CaptureError, match=r"\.item\(\)"):
         with graph.capture():
             (x * 2).sum().item()
 
 
+def test_data_dependent_sizes_inside_capture_raise_a_clear_error(device):
+    step = tg.capture(lambda x: x[x > 0].sum(), warmup=1)
+    x = tg.tensor([1.0, -1.0, 2.0], device=device)
+    assert step(x).item() == 3.0
+    with pytest.raises(tg.CaptureError):
+        step(x)
+
+
 def test_graph_memory_stays_flat_over_replays(device):
     if device != "cuda":
-        pytest.skip("graph capture needs CUDA")
+        pytest.skip("tg.cuda.CUDAGraph is CUDA's; test_captured_step_memory_stays_flat "
+                    "covers every device")
     x = tg.randn(256, 256, device=device)
     w = tg.randn(256, 256, device=device)
     graph = tg.cuda.CUDAGraph(device)
@@ -111,6 +159,39 @@ def test_graph_memory_stays_flat_over_replays(device):
     tg.cuda.synchronize()
     assert graph.pool_bytes() == before
     np.testing.assert_allclose(y.item(), np.maximum(x.numpy() @ w.numpy(), 0).sum(), rtol=1e-4)
+
+
+def test_captured_step_memory_stays_flat(device):
+    """1,000 replays of a training step hold no more host memory than the first 2,000 did
+    (NumPy reports its allocations to tracemalloc; on CUDA this counts the host side only).
+    The first ones may fill Python's free lists (up to 2,000 tuples per size), which
+    tracemalloc counts as held."""
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Dropout(0.1),
+                          nn.Linear(64, 10)).to(device)
+    opt = tg.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+
+    @tg.capture
+    def step(x, y):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    x, y = tg.randn(16, 32, device=device), tg.randint(0, 10, (16,), device=device)
+    tracemalloc.start()
+    try:
+        for _ in range(2000):
+            step(x, y)
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(1000):
+            step(x, y)
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 4096, (before, after)
+    assert np.isfinite(step(x, y).item())
 
 
 def test_schedulers_update_the_learning_rate_the_kernels_read(device):
@@ -138,8 +219,6 @@ def test_adam_counts_its_steps_on_the_device(device):
 
 
 def test_replays_follow_a_scheduler_and_count_adam_steps(device):
-    if device != "cuda":
-        pytest.skip("graph capture needs CUDA")
     batches = _batches(8, device)
     results = []
     for captured in (False, True):
@@ -154,19 +233,30 @@ def test_replays_follow_a_scheduler_and_count_adam_steps(device):
 
 
 def test_dropout_draws_a_new_mask_on_every_replay(device):
-    if device != "cuda":
-        pytest.skip("graph capture needs CUDA")
     drop = nn.Dropout(0.5)
-    step = tg.cuda.capture(lambda x: drop(x) * 1.0)
+    step = tg.capture(lambda x: drop(x) * 1.0)
     x = tg.ones(4096, device=device)
     masks = [step(x).numpy() != 0 for _ in range(5)]  # 2 eager, 1 capture, 2 replays
     assert not np.array_equal(masks[3], masks[4])
     assert abs(masks[4].mean() - 0.5) < 0.05
 
 
+def test_dropout_replays_equal_eager_steps_under_a_fixed_seed(device):
+    batches = _batches(6, device)
+    runs = []
+    for captured in (False, True):
+        tg.manual_seed(5)
+        model = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.3),
+                              nn.Linear(64, 10)).to(device)
+        opt = tg.optim.SGD(model.parameters(), lr=0.1)
+        runs.append((_train(model, opt, batches, captured),
+                     [p.numpy() for p in model.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_cnn_with_batchnorm_replays_match_eager_including_running_stats(device):
-    if device != "cuda":
-        pytest.skip("graph capture needs CUDA")
     rng = np.random.default_rng(2)
     batches = [(tg.tensor(rng.standard_normal((16, 1, 8, 8)), dtype=tg.float32, device=device),
                 tg.tensor(rng.integers(0, 10, 16), device=device)) for _ in range(6)]

@@ -19,7 +19,23 @@ class DeviceUnavailableError(RuntimeError):
 
 
 class CaptureError(RuntimeError):
-    """An operation that cannot be recorded into a CUDA graph was attempted while capturing."""
+    """An operation that a captured step cannot repeat (a read of values on the host, an
+    output whose size depends on the data) was attempted while capturing, on any device."""
+
+
+def capture_read_message(what: str) -> str:
+    """CaptureError's text for a host read inside a capture; `what` names the operation."""
+    return (f"{what} reads a tensor's values on the host, which a captured step cannot repeat "
+            "(on CUDA it would also wait for the GPU). Return the tensor from the captured "
+            "function and read it after the call (for example loss.item() outside).")
+
+
+def capture_copy_message(shape: tuple[int, ...]) -> str:
+    """CaptureError's text for host data copied into a tensor inside a capture."""
+    return (f"copying host data of shape {shape} into a tensor cannot be captured (a CUDA "
+            "graph would re-read a reused staging buffer); create the tensor (or index list) "
+            "before the capture and pass it in, and run one eager step first so optimizer "
+            "state exists")
 
 
 class Backend:
@@ -66,6 +82,15 @@ class Backend:
 
     def random(self) -> Any:
         """This device's random generator (NumPy's or CuPy's Generator API)."""
+        raise NotImplementedError
+
+    def new_graph(self) -> Any:
+        """An empty graph of this device: `with graph.capture():` records the work of the
+        block, `graph.replay()` runs it again, `graph.pool_bytes()` is the memory it holds.
+        `graph.runs_when_captured` says whether recording also ran the work once (the CPU
+        must, to learn the shapes; CUDA records without running); `graph.reads_through`
+        is None, or the pair (trace, untrace) that tensors' arrays must pass through while
+        recording, so that every operation on them is seen."""
         raise NotImplementedError
 
 

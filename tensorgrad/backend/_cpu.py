@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import Backend
+from . import Backend, CaptureError, capture_copy_message, capture_read_message
+from ._cpu_graph import CpuGraph
 from ._cpu_kernels import CpuKernels
 
 if TYPE_CHECKING:
@@ -85,6 +86,8 @@ class CpuBackend(Backend):
         self._rng = np.random.default_rng()
 
     def check(self, ok: Callable[[], Any], error: Callable[[], Exception]) -> None:
+        if self.capturing:
+            return  # a read of values, which a replay could not repeat (as on CUDA)
         if not ok().all():
             raise error()
 
@@ -94,10 +97,20 @@ class CpuBackend(Backend):
     def asarray(self, data: Any, dtype: Any = None) -> np.ndarray:
         if hasattr(data, "__cuda_array_interface__"):
             data = data.get()
+        if self.capturing:
+            if isinstance(data, np.ndarray):
+                return self.xp.asarray(data, dtype=dtype)  # a cast is recorded
+            if np.ndim(data):
+                raise CaptureError(capture_copy_message(np.shape(data)))
         return np.asarray(data, dtype=dtype)
 
     def to_numpy(self, array: np.ndarray, what: str = ".numpy()") -> np.ndarray:
+        if self.capturing:
+            raise CaptureError(capture_read_message(what))
         return array
+
+    def new_graph(self) -> CpuGraph:
+        return CpuGraph(self)
 
     def scatter_add(self, target: np.ndarray, index: Any, values: np.ndarray) -> None:
         if not _scatter_add_rows(target, index, values):

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from . import CaptureError
+
 _OP_N, _OP_T = 0, 1
 _CUDA_R_16F = 2
 _CUBLAS_COMPUTE_32F = 68
@@ -111,8 +113,8 @@ class Cublas:
         stream = cupy.cuda.get_current_stream()
         if stream.ptr != self._stream:
             if stream.is_capturing():
-                raise RuntimeError("cuBLAS is bound to another stream than the capturing one; "
-                                   "capture through tg.cuda.CUDAGraph")
+                raise CaptureError("cuBLAS is bound to another stream than the capturing "
+                                   "one; capture through tg.capture or tg.cuda.CUDAGraph")
             self.bind(stream)
         count = math.prod(batch)
         a, op_a, lda, stride_a = _operand(cupy, a, batch)

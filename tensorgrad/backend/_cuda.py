@@ -6,16 +6,22 @@ The one place that knows how CUDA can fail: `probe()` turns each failure into a 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import Backend, CaptureError, DeviceUnavailableError
+from . import (
+    Backend,
+    CaptureError,
+    DeviceUnavailableError,
+    capture_copy_message,
+    capture_read_message,
+)
 
 if TYPE_CHECKING:
     from .._device import Device
+    from ._cuda_graph import CudaGraph
 
 
 def probe() -> str | None:
@@ -103,18 +109,12 @@ class CudaBackend(Backend):
                 return self._cupy.full((), host[()], dtype=host.dtype)
             if self.capturing:
                 # A captured copy would re-read CuPy's reused pinned staging buffer on replay.
-                raise CaptureError(
-                    f"copying host data of shape {host.shape} to the GPU cannot be recorded "
-                    "into a CUDA graph; create the tensor (or index list) before the capture "
-                    "and pass it in, and run one eager step first so optimizer state exists")
+                raise CaptureError(capture_copy_message(host.shape))
             return self._cupy.asarray(host)
 
     def to_numpy(self, array: Any, what: str = ".numpy()") -> np.ndarray:
         if self.capturing:
-            raise CaptureError(
-                f"{what} reads a tensor's values on the host, which waits for the GPU and "
-                "cannot be recorded into a CUDA graph. Return the tensor from the captured "
-                "function and read it after the call (for example loss.item() outside).")
+            raise CaptureError(capture_read_message(what))
         return self._cupy.asnumpy(array)
 
     def matmul(self, a: Any, b: Any) -> Any:
@@ -135,6 +135,8 @@ class CudaBackend(Backend):
         return self._cublas
 
     def new_graph(self) -> CudaGraph:
+        from ._cuda_graph import CudaGraph
+
         return CudaGraph(self)
 
     def device_count(self) -> int:
@@ -161,57 +163,3 @@ class CudaBackend(Backend):
 
     def random(self) -> Any:
         return self._rng
-
-
-class CudaGraph:
-    """A CUDA graph with its own capture stream and private memory pool, kept alive with it:
-    what the captured work allocates is never handed to other work, so replays may write it."""
-
-    def __init__(self, backend: CudaBackend) -> None:
-        cupy = backend._cupy
-        self._backend = backend
-        with backend._device_ctx:
-            self._stream = cupy.cuda.Stream(non_blocking=True)
-        self._pool = cupy.cuda.MemoryPool()
-        self._graph: Any = None
-        self._generator: Any = None  # the random generator a capture drew from, kept alive
-
-    @contextlib.contextmanager
-    def capture(self) -> Iterator[CudaGraph]:
-        backend, cupy = self._backend, self._backend._cupy
-        if self._graph is not None:
-            raise RuntimeError("this CUDAGraph already holds a capture; create a new one")
-        if backend.capturing:
-            raise CaptureError("a capture is already running on this device")
-        with backend._device_ctx:
-            # Work queued on the current stream (inputs being written) must come first.
-            self._stream.wait_event(cupy.cuda.get_current_stream().record())
-            # Created (on first use) outside the graph's pool: the handle's workspace outlives
-            # this graph and serves eager products and other graphs too.
-            cublas = backend.cublas()
-            self._generator = backend.random()
-            with self._stream, cupy.cuda.using_allocator(self._pool.malloc):
-                cublas.bind(self._stream)
-                self._stream.begin_capture()
-                backend.capturing = True
-                try:
-                    yield self
-                except BaseException:
-                    backend.capturing = False
-                    with contextlib.suppress(Exception):
-                        self._stream.end_capture()
-                    raise
-                backend.capturing = False
-                self._graph = self._stream.end_capture()
-
-    def replay(self) -> None:
-        """Run the captured work again, on the current stream."""
-        if self._graph is None:
-            raise RuntimeError("replay() before anything was captured")
-        cupy = self._backend._cupy
-        with self._backend._device_ctx:
-            self._graph.launch(cupy.cuda.get_current_stream())
-
-    def pool_bytes(self) -> int:
-        """Bytes held by the graph's private memory pool."""
-        return int(self._pool.total_bytes())
