@@ -1,33 +1,31 @@
-"""The tiny GPT training step (examples/tiny_gpt.py) against PyTorch, side by side in one run:
+"""Workload 8, the tiny GPT training step of examples/tiny_gpt.py (issue 15), tensorgrad against
+PyTorch at config.GPT_SHAPES' sizes: the example's default and a larger model.
 
-    PYTHONPATH=. python -m benchmarks.bench_transformer [--device cpu|cuda] [--threads 1]
-
-Two sizes: the example's default (d_model 64, 2 layers, 4 heads, context 11, batch 128) and a
-larger one (d_model 256, 4 layers, 4 heads, context 128, batch 32). Both frameworks train the
-same model from the same weights on the same batches (AdamW, float32); a step is zero_grad,
-forward, cross-entropy, backward and the update. Each step is timed on its own (synchronized
-on CUDA), the two frameworks alternate step by step so a machine shared with other work slows
-both alike, and the medians are compared.
-
-It has no test functions, so `python -m benchmarks` does not collect it; `torch_twin` is also
-what the tests use to compare a training trajectory with PyTorch's.
+Both frameworks train the same model from the same weights on the same batches (AdamW,
+float32); a step is zero_grad, forward, cross-entropy, backward and the update, with no read of
+the loss. There is no hand-written reference: a transformer's backward by hand is not a floor
+worth keeping. `torch_twin` is also what the tests use to compare a training trajectory with
+PyTorch's.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+import numpy as np
+import pytest
 
-# (d_model, layers, heads, context, batch): the example's default, and the larger model.
-SIZES = {"example": (64, 2, 4, 11, 128), "larger": (256, 4, 4, 128, 32)}
+from . import config
+from ._harness import measure
+from .config import GPT_SHAPES
+from .impls import ALL, Impl, impl_param
+
+ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 10
+BATCHES = 4  # distinct batches the steps cycle through
 
 
 def tiny_gpt() -> Any:
@@ -96,106 +94,46 @@ def torch_twin(model: Any, dtype: Any = None) -> Any:
     return twin.to(dtype=dtype or state["wte.weight"].dtype)
 
 
-def _step_fns(size: str, device: str) -> tuple[Any, Any]:
-    """One training step of each framework, same model, same weights, same batches."""
-    import numpy as np
-    import torch
-
+def _gpt_step(impl: Impl, size: str) -> Callable[[], None]:
+    """One training step of impl's framework; the weights are tensorgrad's initialization,
+    copied into the PyTorch twin, so both start from the same model."""
     import tensorgrad as tg
 
-    d, layers, heads, context, batch = SIZES[size]
+    d, layers, heads, context, batch = GPT_SHAPES[size]
     tg.manual_seed(0)
     model = tiny_gpt().GPT(VOCAB, context, d, layers, heads)
-    twin = torch_twin(model).to(device)
-    model = model.to(device)
     rng = np.random.default_rng(0)
-    batches = [(rng.integers(0, VOCAB, (batch, context)), rng.integers(0, VOCAB, batch * context))
-               for _ in range(4)]
-    ours = [(tg.tensor(x, device=device), tg.tensor(y, device=device)) for x, y in batches]
-    theirs = [(torch.tensor(x, device=device), torch.tensor(y, device=device))
-              for x, y in batches]
-    opt = tg.optim.AdamW(model.parameters(), lr=1e-3)
-    topt = torch.optim.AdamW(twin.parameters(), lr=1e-3)
-    count = [0, 0]
+    host = [(rng.integers(0, VOCAB, (batch, context)), rng.integers(0, VOCAB, batch * context))
+            for _ in range(BATCHES)]
+    batches = [(impl.array(x), impl.array(y)) for x, y in host]
+    if impl.family == "tensorgrad":
+        lib, model = tg, model.to(impl.device)
+    else:
+        import torch
 
-    def tg_step() -> None:
-        x, y = ours[count[0] % len(ours)]
+        lib, model = torch, torch_twin(model).to(impl.device)
+    opt = lib.optim.AdamW(model.parameters(), lr=1e-3)
+    count = [0]
+
+    def step() -> None:
+        x, y = batches[count[0] % BATCHES]
         count[0] += 1
         opt.zero_grad()
-        loss = tg.nn.functional.cross_entropy(model(x).reshape(-1, VOCAB), y)
+        loss = lib.nn.functional.cross_entropy(model(x).reshape(-1, VOCAB), y)
         loss.backward()
         opt.step()
 
-    def torch_step() -> None:
-        x, y = theirs[count[1] % len(theirs)]
-        count[1] += 1
-        topt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(twin(x).reshape(-1, VOCAB), y)
-        loss.backward()
-        topt.step()
-
-    return tg_step, torch_step
+    return step
 
 
-def _timer(device: str) -> Any:
-    import torch
-
-    import tensorgrad as tg
-
-    def sync() -> None:
-        if device == "cuda":
-            tg.cuda.synchronize()
-            torch.cuda.synchronize()
-
-    def timed(fn: Any) -> float:
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        return time.perf_counter() - start
-
-    return timed
+def _gpt_cases() -> list[Any]:
+    return [pytest.param(impl, size, id=f"{size}-{impl.name}", marks=impl_param(impl).marks)
+            for impl in ALL if impl.family != "hand"
+            for size in config.sizes(impl.device).gpt_sizes]
 
 
-def run(size: str, device: str, steps: int) -> tuple[float, float]:
-    """Median step times (tensorgrad, PyTorch) in seconds, alternating step by step."""
-    tg_step, torch_step = _step_fns(size, device)
-    timed = _timer(device)
-    for _ in range(2):  # warm-up: first-call costs (kernel builds, allocator growth)
-        timed(tg_step)
-        timed(torch_step)
-    ours, theirs = [], []
-    for _ in range(steps):
-        ours.append(timed(tg_step))
-        theirs.append(timed(torch_step))
-    return statistics.median(ours), statistics.median(theirs)
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1,
-                   help="BLAS and PyTorch threads (1: steady ratios on a shared machine)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="timed steps per framework and size (default 30 example, 6 larger)")
-    p.add_argument("--sizes", default="example,larger")
-    args = p.parse_args(argv)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)  # before NumPy and PyTorch load BLAS
-    import numpy as np
-    import torch
-
-    torch.set_num_threads(args.threads)
-    print(f"tiny GPT training step on {args.device}, {args.threads} thread(s); numpy "
-          f"{np.__version__}, torch {torch.__version__}")
-    print(f"{'size':<8} {'d, layers, heads, ctx, batch':<30} {'tensorgrad':>11} "
-          f"{'PyTorch':>11} {'ratio':>6}")
-    for size in args.sizes.split(","):
-        steps = args.steps or (30 if size == "example" else 6)
-        ours, theirs = run(size, args.device, steps)
-        print(f"{size:<8} {str(SIZES[size]):<30} {ours * 1e3:>8.2f} ms {theirs * 1e3:>8.2f} ms "
-              f"{ours / theirs:>5.2f}x", flush=True)
-
-
-if __name__ == "__main__":
-    main()
+@pytest.mark.parametrize(("impl", "size"), _gpt_cases())
+def test_gpt_step(benchmark: Any, impl: Impl, size: str) -> None:
+    d, layers, heads, context, batch = GPT_SHAPES[size]
+    measure(benchmark, impl, _gpt_step(impl, size), workload="gpt", case="gpt step",
+            size=size, batch=batch, context=context)

@@ -30,6 +30,7 @@ class Sizes:
     min_rounds: int
     max_rounds: int
     inner_min_s: float  # repeat a call inside one timed round until a round lasts this long
+    gpt_sizes: tuple[str, ...] = ("example", "larger")  # keys of GPT_SHAPES
 
 
 # (layer widths, batch) of the MLP training step of issues 4 and 5.
@@ -37,6 +38,13 @@ MLP_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     "small": ((784, 256, 256, 10), 64),
     "medium": ((784, 1024, 1024, 10), 512),
     "large": ((4096, 4096, 4096, 4096, 10), 4096),
+}
+
+# (d_model, layers, heads, context, batch) of the tiny GPT training step of issue 15: the
+# default of examples/tiny_gpt.py, and a larger model.
+GPT_SHAPES: dict[str, tuple[int, int, int, int, int]] = {
+    "example": (64, 2, 4, 11, 128),
+    "larger": (256, 4, 4, 128, 32),
 }
 
 # The per-op chain: this many ops (alternating mul and add) on a 1-element tensor.
@@ -66,14 +74,16 @@ MODES: dict[str, dict[str, Sizes]] = {
             mlp_sizes=("small", "medium"),
             cnn_batch=32, cnn_image=8,
             adam_params=1_000_000,
-            budget_s=0.02, min_rounds=5, max_rounds=50, inner_min_s=0.0002),
+            budget_s=0.02, min_rounds=5, max_rounds=50, inner_min_s=0.0002,
+            gpt_sizes=("example",)),
         "cuda": Sizes(
             activation_sizes=(2**10, 2**20, 2**24),
             matmul_sizes=(1024, 2048),
             mlp_sizes=("small", "medium"),
             cnn_batch=64, cnn_image=28,
             adam_params=1_000_000,
-            budget_s=0.02, min_rounds=5, max_rounds=50, inner_min_s=0.001),
+            budget_s=0.02, min_rounds=5, max_rounds=50, inner_min_s=0.001,
+            gpt_sizes=("example",)),
     },
 }
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import CHAIN_OPS, MLP_SHAPES, NOISY_RATIO
+from .config import CHAIN_OPS, GPT_SHAPES, MLP_SHAPES, NOISY_RATIO
 
 DEVICE_IMPLS = {
     "cpu": ("tensorgrad-cpu", "hand-numpy", "torch-cpu"),
@@ -165,6 +165,9 @@ def fmt_size(size: Any, pow2: bool = True) -> str:
     if isinstance(size, str) and size in MLP_SHAPES:
         widths, batch = MLP_SHAPES[size]
         return f"{size} ({'-'.join(map(str, widths))}, batch {batch})"
+    if isinstance(size, str) and size in GPT_SHAPES:
+        d, layers, heads, context, batch = GPT_SHAPES[size]
+        return f"{size} (d {d}, {layers} layers, {heads} heads, context {context}, batch {batch})"
     return str(size)
 
 
@@ -252,6 +255,13 @@ def targets(ix: Index) -> list[Target]:
     out.append(Target("fused sigmoid backward / unfused CuPy chain at 2^26 (issue 3)",
                       ratio(kernel, chain), 1.0, note=_pair_note(kernel, chain),
                       records=(kernel, chain)))
+    for device, bound in (("cpu", 1.15), ("cuda", 1.0)):
+        for size in GPT_SHAPES:
+            tg, torch = (ix.get("gpt", "gpt step", size, f"{family}-{device}")
+                         for family in ("tensorgrad", "torch"))
+            out.append(Target(f"tiny GPT step {size} on {device}, tensorgrad / torch eager "
+                              "(issue 15)", ratio(tg, torch), bound, note=_pair_note(tg, torch),
+                              records=(tg, torch)))
     tg, torch = (ix.get("adam", "adam step", 10_000_000, i) for i in ("tensorgrad-cuda",
                                                                       "torch-cuda"))
     out.append(Target("Adam step, 10M params, tensorgrad-cupy / torch fused (issue 3)",
@@ -391,6 +401,7 @@ def render(records: list[Record], env: dict[str, str], mode: str, elapsed: float
             ("matmul", "matmul", "Matmul n x n x n float32", "tflops"),
             ("mlp", "mlp step", "MLP training step (Linear/ReLU, cross-entropy, SGD)", "time"),
             ("cnn", "cnn step", "CNN training step (Conv3x3-ReLU-MaxPool2-Linear, SGD)", "time"),
+            ("gpt", "gpt step", "Tiny GPT training step (examples/tiny_gpt.py, AdamW)", "time"),
             ("adam", "adam step", "Adam step (10 tensors)", "gbps"),
             ("checkpoint", "state dict save", "Saving a float32 state dict (MiB)", "gbps"),
             ("checkpoint", "state dict load", "Loading a float32 state dict (MiB)", "gbps"),

@@ -28,14 +28,15 @@ def test_quick_benchmarks_write_the_report(tmp_path: Path) -> None:
     assert out.name.startswith("cpu-")
     report = (out / "report.md").read_text()
     for heading in ("## Targets", "Per-op overhead", "Activations on cpu", "Matmul",
-                    "MLP training step", "CNN training step", "Adam step",
+                    "MLP training step", "CNN training step", "Tiny GPT training step", "Adam step",
                     "Loading a float32 state dict"):
         assert heading in report
     assert "| numpy |" in report and "not measured" in report  # versions; no GPU targets here
     with (out / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
     workloads = {r["workload"] for r in rows}
-    assert workloads == {"overhead", "activation", "matmul", "mlp", "cnn", "adam", "checkpoint"}
+    assert workloads == {"overhead", "activation", "matmul", "mlp", "cnn", "gpt", "adam",
+                         "checkpoint"}
     impls = {r["impl"] for r in rows}
     assert {"tensorgrad-cpu", "hand-numpy"} <= impls
     assert all(float(r["min_s"]) > 0 for r in rows)
