@@ -1,4 +1,4 @@
-"""Workload 8, the tiny GPT training step of examples/tiny_gpt.py (issue 15), tensorgrad against
+"""Workload 9, the tiny GPT training step of examples/tiny_gpt.py (issue 15), tensorgrad against
 PyTorch at config.GPT_SHAPES' sizes: the example's default and a larger model.
 
 Both frameworks train the same model from the same weights on the same batches (AdamW,
