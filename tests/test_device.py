@@ -202,3 +202,24 @@ def test_cpu_engine_suite_passes_with_cupy_blocked() -> None:
     """, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "passed" in result.stdout and "failed" not in result.stdout
+
+
+def test_backward_on_a_second_gpu_makes_its_seed_gradient_there() -> None:
+    # On two (emulated) GPUs with cuda:0 current, backward() of a cuda:1 scalar created the
+    # seed gradient dL/dL = 1 on cuda:0 and the first backward op failed on the mismatch.
+    emulator = REPO / "tests" / "cuda_emulator"
+    if not (emulator / "cupy" / "__init__.py").is_file():
+        pytest.skip("the emulated CuPy (tests/cuda_emulator) is not in this checkout")
+    env = {**os.environ, "PYTHONPATH": f"{emulator}{os.pathsep}{REPO}",
+           "CUPY_EMULATOR_DEVICE_COUNT": "2"}
+    code = textwrap.dedent("""
+        import tensorgrad as tg
+        x = tg.tensor([1.0, 2.0, 3.0], device="cuda:1", requires_grad=True)
+        (x * x).sum().backward()
+        assert x.grad.device == tg.Device("cuda:1"), x.grad.device
+        print(x.grad.tolist())
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[2.0, 4.0, 6.0]"

@@ -5,6 +5,7 @@ The graph machinery here knows nothing about particular ops.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -46,7 +47,10 @@ def _root_grads(outputs: Sequence[Tensor], grad_outputs: Sequence[Any] | None
                 raise RuntimeError(f"grad can be implicitly created only for outputs with one "
                                    f"element; this output has shape {out.shape}: pass "
                                    f"gradient= (backward) or grad_outputs= (tg.grad)")
-            g = Tensor._make(out._backend.xp.ones(out.shape, out._data.dtype), out._backend)
+            backend = out._backend
+            # On a second GPU the ones must be made there, not on the current device.
+            with contextlib.nullcontext() if backend.switch is None else backend.switch():
+                g = Tensor._make(backend.xp.ones(out.shape, out._data.dtype), backend)
         elif not isinstance(g, Tensor):
             g = Tensor(g, dtype=out.dtype, device=out.device)
         if g.shape != out.shape:
