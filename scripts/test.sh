@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up a virtual environment (created on first use, in .venv) with tensorgrad and its test
-# dependencies, lint, then run the test suite. Extra arguments go to pytest.
+# dependencies, lint, then run the test suite twice: on the CPU (and a real GPU if there is
+# one), then with the emulated CUDA of tests/cuda_emulator, a CuPy stand-in that runs every
+# CUDA case on the host. Extra arguments go to both pytest runs.
 #   bash scripts/test.sh            # everything
 #   bash scripts/test.sh -k engine  # a subset
 set -euo pipefail
@@ -14,4 +16,7 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -e ".[dev,examples]" "torch==2.13.0"
 "$venv/bin/python" -m ruff check tensorgrad tests benchmarks examples
-exec "$venv/bin/python" -m pytest "$@"
+"$venv/bin/python" -m pytest "$@"
+echo "== the same suite on the emulated GPU (tests/cuda_emulator) =="
+exec env PYTHONPATH="tests/cuda_emulator${PYTHONPATH:+:$PYTHONPATH}" \
+    "$venv/bin/python" -m pytest "$@"

@@ -68,39 +68,46 @@ static inline uint16_t float_to_half(float f) {
     return h;
 }
 
-/* One matrix product per batch entry in accumulator type ACC over storage type T. With A not
- * transposed the inner loop runs down a column of A (contiguous: axpy order into a column of
- * accumulators); with A transposed it runs along a stored column of A (dot order). */
-#define GEMM_BODY(T, ACC, LOAD, STORE)                                                 \
-    {                                                                                  \
-        ACC *acc = malloc(sizeof(ACC) * (size_t)g->m);                                 \
-        if (acc == NULL) return CUBLAS_STATUS_EXECUTION_FAILED;                        \
-        for (int64_t b = 0; b < g->batch; ++b) {                                       \
-            const T *A = (const T *)g->A + b * g->stride_a;                            \
-            const T *B = (const T *)g->B + b * g->stride_b;                            \
-            T *C = (T *)g->C + b * g->stride_c;                                        \
-            for (int64_t j = 0; j < g->n; ++j) {                                       \
-                for (int64_t i = 0; i < g->m; ++i) acc[i] = 0;                         \
-                for (int64_t l = 0; l < g->k; ++l) {                                   \
+/* One matrix product per batch entry in accumulator type ACC over storage type T, in axpy
+ * order: the inner loop runs down a column of op(A), contiguous (a transposed A is copied
+ * into column-major order first), into a column of accumulators. */
+#define GEMM_BODY(T, ACC, LOAD, STORE)                                                     \
+    {                                                                                      \
+        ACC *acc = malloc(sizeof(ACC) * (size_t)g->m);                                     \
+        T *at = g->transa ? malloc(sizeof(T) * (size_t)(g->m * g->k)) : NULL;              \
+        if (acc == NULL || (g->transa && at == NULL)) {                                    \
+            free(acc);                                                                     \
+            return CUBLAS_STATUS_EXECUTION_FAILED;                                         \
+        }                                                                                  \
+        for (int64_t b = 0; b < g->batch; ++b) {                                           \
+            const T *A = (const T *)g->A + b * g->stride_a;                                \
+            const T *B = (const T *)g->B + b * g->stride_b;                                \
+            T *C = (T *)g->C + b * g->stride_c;                                            \
+            int64_t lda = g->lda;                                                          \
+            if (g->transa) {                                                               \
+                for (int64_t i = 0; i < g->m; ++i)                                         \
+                    for (int64_t l = 0; l < g->k; ++l) at[i + l * g->m] = A[l + i * lda];  \
+                A = at;                                                                    \
+                lda = g->m;                                                                \
+            }                                                                              \
+            for (int64_t j = 0; j < g->n; ++j) {                                           \
+                for (int64_t i = 0; i < g->m; ++i) acc[i] = 0;                             \
+                for (int64_t l = 0; l < g->k; ++l) {                                       \
                     ACC bl = (ACC)LOAD(g->transb ? B[j + l * g->ldb] : B[l + j * g->ldb]); \
-                    if (!g->transa) {                                                  \
-                        const T *a = A + l * g->lda;                                   \
-                        for (int64_t i = 0; i < g->m; ++i) acc[i] += (ACC)LOAD(a[i]) * bl; \
-                    } else {                                                           \
-                        for (int64_t i = 0; i < g->m; ++i)                             \
-                            acc[i] += (ACC)LOAD(A[l + i * g->lda]) * bl;               \
-                    }                                                                  \
-                }                                                                      \
-                ACC alpha = (ACC)g->alpha, beta = (ACC)g->beta;                        \
-                for (int64_t i = 0; i < g->m; ++i) {                                   \
-                    T *c = &C[i + j * g->ldc];                                         \
-                    ACC value = alpha * acc[i];                                        \
-                    if (beta != 0) value += beta * (ACC)LOAD(*c);                      \
-                    *c = STORE(value);                                                 \
-                }                                                                      \
-            }                                                                          \
-        }                                                                              \
-        free(acc);                                                                     \
+                    const T *a = A + l * lda;                                              \
+                    for (int64_t i = 0; i < g->m; ++i) acc[i] += (ACC)LOAD(a[i]) * bl;      \
+                }                                                                          \
+                ACC alpha = (ACC)g->alpha, beta = (ACC)g->beta;                            \
+                for (int64_t i = 0; i < g->m; ++i) {                                       \
+                    T *c = &C[i + j * g->ldc];                                             \
+                    ACC value = alpha * acc[i];                                            \
+                    if (beta != 0) value += beta * (ACC)LOAD(*c);                          \
+                    *c = STORE(value);                                                     \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        free(at);                                                                          \
+        free(acc);                                                                         \
     }
 
 #define SAME(x) (x)

@@ -42,17 +42,19 @@ _FLOAT16_DECL = '#include "cupy/float16.cuh"'
 _INT32_MAX = 2**31 - 1
 
 
-def _has_fma() -> bool:
+def _host_flags() -> tuple[str, ...]:
     try:
-        return " fma " in Path("/proc/cpuinfo").read_text() + " "
+        cpu = Path("/proc/cpuinfo").read_text().split()
     except OSError:
-        return False
+        return ()
+    return tuple(f"-m{flag}" for flag in ("fma", "f16c") if flag in cpu)
 
 
 # -ffp-contract=fast fuses a*b+c into one rounding as NVRTC does (--fmad=true, its default);
-# without FMA instructions on the host there is nothing to contract into.
+# without FMA instructions on the host there is nothing to contract into. F16C makes the half
+# conversions single instructions (the same rounding as the software ones).
 _FLAGS = ("-std=c++17", "-O2", "-fPIC", "-shared", "-fno-math-errno", "-ffp-contract=fast",
-          *(("-mfma",) if _has_fma() else ()), "-I", str(_INCLUDE), "-include", str(_SHIM))
+          *_host_flags(), "-I", str(_INCLUDE), "-include", str(_SHIM))
 
 
 def _typename(dtype: np.dtype) -> str:
@@ -85,6 +87,15 @@ class _Param:
                 self.is_const = False
             else:
                 raise Exception(f'Unknown keyword "{word}"')
+
+
+def _reads(operation: str, name: str) -> bool:
+    """Whether operation reads name: any use but as the target of a plain assignment
+    (`name = ...` or `name[...] = ...`)."""
+    for use in re.finditer(rf"\b{name}\b", operation):
+        if not re.match(r"\s*(\[[^\]]*\]\s*)?=(?!=)", operation[use.end():]):
+            return True
+    return False
 
 
 def _params(text: str, is_const: bool) -> tuple[_Param, ...]:
@@ -224,6 +235,10 @@ class ElementwiseKernel:
         self.after_loop = after_loop
         self.options = options
         self.cached_codes: dict[tuple[np.dtype, ...], str] = {}
+        # Outputs the operation also reads (p in "p = p - lr * g") are loaded and stored: their
+        # bytes count twice, as a ufunc's out= that is also an operand does.
+        self._read_outputs = [k for k, p in enumerate(self.out_params, self.nin)
+                              if _reads(operation, p.name)]
 
     def __call__(self, *args: Any, size: int = -1, stream: Any = None,
                  block_size: int = 128) -> Any:
@@ -322,6 +337,7 @@ class ElementwiseKernel:
         launch.argtypes = [ctypes.c_void_p, ctypes.c_int]
         outs = inout[self.nin:]
         nbytes = sum(a.nbytes for a in inout if isinstance(a, ndarray))
+        nbytes += sum(inout[k].nbytes for k in self._read_outputs)
 
         def run() -> None:
             launch(argv, ftz)
