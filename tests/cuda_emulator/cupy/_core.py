@@ -278,7 +278,8 @@ class ndarray:  # noqa: N801  (CuPy's name)
         return dispatch("astype", lambda a: a.astype(dtype, order=order), (self,), {})
 
     def copy(self, order: str = "C") -> ndarray:
-        return dispatch("copy", lambda a: a.copy(order=order), (self,), {})
+        """A copy on the current device, also of an array of another device (as CuPy)."""
+        return dispatch("copy", lambda a: a.copy(order=order), (self,), {}, peer_copy=True)
 
     def fill(self, value: Any) -> None:
         def fill(a: np.ndarray, v: Any) -> None:
@@ -416,11 +417,18 @@ def _has_mask(key: Any) -> bool:
 # Dispatch
 
 def check_device(arrays: list[ndarray]) -> None:
+    """CuPy's peer-access check: an array of another device is read through peer access (the
+    emulated GPUs all have it), with the PerformanceWarning CuPy gives."""
     device = _emulator.current_device_id()
     for a in arrays:
         if a._mem.device_id != device:
-            raise ValueError(f"Array device must be same as the current device: array device "
-                             f"= {a._mem.device_id} while current = {device}")
+            import warnings
+
+            from ._util import PerformanceWarning
+
+            warnings.warn(f"The device where the array resides ({a._mem.device_id}) is "
+                          f"different from the current device ({device}). Peer access has "
+                          "been activated automatically.", PerformanceWarning, stacklevel=3)
 
 
 def unwrap(x: Any, found: list[ndarray], swap: dict[int, np.ndarray] | None = None) -> Any:
@@ -479,18 +487,20 @@ def _leaves(r: Any) -> Iterator[Any]:
 
 
 def dispatch(name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-             writes: tuple[ndarray, ...] = ()) -> Any:
+             writes: tuple[ndarray, ...] = (), peer_copy: bool = False) -> Any:
     """fn(*args, **kwargs) on the NumPy views of the arguments, as one kernel launch.
 
     Eager: runs now and is counted. On a capturing stream: nothing that existed before the
     capture is written (when the launch writes such memory, it does not run now at all);
     what it returns is allocated from the capture's allocator; the launch is recorded and runs,
-    reading the inputs' values of that moment, each time the graph is launched.
+    reading the inputs' values of that moment, each time the graph is launched. New arrays are
+    on the current device; `peer_copy` is a copy from another device (no peer access).
     """
     inputs: list[ndarray] = []
     np_args = unwrap(args, inputs)
     np_kwargs = unwrap(kwargs, inputs)
-    check_device(inputs)
+    if not peer_copy:
+        check_device(inputs)
     capture = _emulator.current_capture()
     if capture is None:
         with np.errstate(all="ignore"):
