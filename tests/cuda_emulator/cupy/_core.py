@@ -34,6 +34,10 @@ DATA_DEPENDENT = frozenset({
 })
 
 
+# Operations CuPy runs through cuBLAS: counted as GEMMs.
+GEMMS = frozenset({"matmul", "dot", "tensordot", "inner", "vdot"})
+
+
 def _unsupported(x: Any) -> TypeError:
     return TypeError(f"Unsupported type {type(x)}")
 
@@ -508,7 +512,7 @@ def dispatch(name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: d
         new: list[ndarray] = []
         result = _wrap(r, inputs, {}, new)
         if new or writes:
-            _emulator.count_launch(name, _traffic(inputs, new))
+            _emulator.count_launch(name, _traffic(inputs, new), gemm=name in GEMMS)
         return result
     if name in DATA_DEPENDENT:
         raise capture.fail()
@@ -535,7 +539,7 @@ def dispatch(name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: d
         leaves = list(_leaves(r))
         for target, i in zip(targets, positions):
             np.copyto(target, leaves[i])
-    capture.record(name, _traffic(inputs, new), replay)
+    capture.record(name, _traffic(inputs, new), replay, gemm=name in GEMMS)
     return result
 
 
