@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stop-after", type=int, default=None, metavar="K",
                    help="stop once epoch K is done, as if interrupted (then use --resume)")
     p.add_argument("--capture", action="store_true",
-                   help="replay the training step as a CUDA graph (tg.cuda.capture)")
+                   help="record the training step once and replay it (tg.capture: a CUDA "
+                        "graph on a GPU, a list of NumPy calls on the CPU); same weights as "
+                        "without")
     p.add_argument("--distributed", action="store_true",
                    help="train data-parallel over the ranks started by `python -m "
                         "tensorgrad.distributed.run -n N` (MPI on the CPU, NCCL on GPUs)")
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     ranks, rank = 1, 0
     if args.distributed:
         if args.capture:
-            p.error("--capture and --distributed cannot be combined (a CUDA graph cannot hold "
+            p.error("--capture and --distributed cannot be combined (a recorded step cannot hold "
                     "the collectives)")
         dist.init_process_group("nccl" if tg.Device(args.device).type == "cuda" else "mpi")
         ranks, rank = dist.get_world_size(), dist.get_rank()
@@ -133,8 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     model = build_model(args.hidden).to(device)
     optimizer = tg.optim.Adam(model.parameters(), lr=args.lr)
     # The loader's order is a function of (seed, epoch) only, so saving its epoch counter is
-    # all it takes to replay the rest of an interrupted run. With --capture every batch must
-    # have the same shape, so the last partial batch of each epoch is left out.
+    # all it takes to replay the rest of an interrupted run. With --capture the last partial
+    # batch of each epoch has a recording of its own (tg.capture keys them by shape).
     train_set = tg.data.TensorDataset(x_train, y_train)
     if args.distributed:
         # Each rank takes its share of the epoch's order, set per epoch below.
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
                                     sampler=sampler)
     else:
         loader = tg.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                                    seed=args.seed, drop_last=args.capture)
+                                    seed=args.seed)
     config = {"hidden": args.hidden, "lr": args.lr, "batch_size": args.batch_size,
               "seed": args.seed, "capture": args.capture}
     if args.distributed:
@@ -175,13 +177,9 @@ def main(argv: list[str] | None = None) -> None:
 
     step = train_step
     if args.capture:
-        if hasattr(tg.cuda, "capture"):
-            step = tg.cuda.capture(train_step)
-            print("training step: captured with tg.cuda.capture (replayed as a CUDA graph on "
-                  "a GPU; a plain call on the CPU)")
-        else:
-            print("--capture: tg.cuda.capture is not available in this tensorgrad; running the "
-                  "step eagerly")
+        step = tg.capture(train_step)
+        print("training step: recorded by tg.capture after two eager calls, then replayed "
+              f"({'as a CUDA graph' if device.type == 'cuda' else 'as a list of NumPy calls'})")
 
     started = time.perf_counter()
     bar = _common.progress(range(start_epoch, args.epochs), desc="epochs",

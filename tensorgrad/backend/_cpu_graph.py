@@ -22,6 +22,7 @@ output size depends on the data raises CaptureError, as it would on CUDA.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -99,6 +100,7 @@ class CpuGraph:
 
     def __init__(self, backend: CpuBackend) -> None:
         self.reads_through = (self.trace, self.untrace)
+        self._views: dict[int, tuple[np.ndarray, _Traced]] = {}
         self._backend = backend
         self._entries: list[_Entry] | None = None
         self._buffers: list[np.ndarray] = []
@@ -123,20 +125,33 @@ class CpuGraph:
         try:
             yield self
         finally:
+            self._views.clear()
             _active = None
             backend.capturing = False
             backend.xp, backend.kernels, backend._rng = saved
             del self._pending
         self._entries = entries
+        self._calls = [functools.partial(fn, *args, **kwargs) for fn, args, kwargs in entries]
 
-    @staticmethod
-    def trace(array: Any) -> Any:
-        """The array as the recording sees it (a _Traced view of the same memory)."""
-        return array.view(_Traced) if type(array) is np.ndarray else array
+    def trace(self, array: Any) -> Any:
+        """The array as the recording sees it: a _Traced view of the same memory, the same
+        view object each time (the engine tells arrays apart by identity)."""
+        if type(array) is not np.ndarray:
+            return array
+        hit = self._views.get(id(array))
+        if hit is not None and hit[0] is array:
+            return hit[1]
+        view = array.view(_Traced)
+        self._views[id(array)] = (array, view)
+        return view
 
     @staticmethod
     def untrace(array: Any) -> Any:
-        return array.view(np.ndarray) if isinstance(array, _Traced) else array
+        """The plain array behind a traced one (the very array it was made from, if any)."""
+        if not isinstance(array, _Traced):
+            return array
+        origin = np.ndarray.base.__get__(array)
+        return origin if _retyped(array, origin) else array.view(np.ndarray)
 
     def add(self, fn: Callable[..., Any], args: tuple[Any, ...],
             kwargs: dict[str, Any] | None = None) -> None:
@@ -184,8 +199,8 @@ class CpuGraph:
         """Run the recorded calls again, in order."""
         if self._entries is None:
             raise RuntimeError("replay() before anything was captured")
-        for fn, args, kwargs in self._entries:
-            fn(*args, **kwargs)
+        for call in self._calls:
+            call()
 
     def pool_bytes(self) -> int:
         """Bytes of the buffers the recording allocated (flat across replays)."""
@@ -229,8 +244,33 @@ def _method(name: str) -> Callable[..., Any]:
     return method
 
 
+def _along_axis(arr: np.ndarray, indices: np.ndarray, axis: int
+                ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """np.take_along_axis(arr, indices, axis) as (arr, key) for arr[key]: the fancy index
+    NumPy builds on every call (in Python, about 20 us), built once with the other axes'
+    ranges and the indices buffer itself, which the replay refills."""
+    axis %= arr.ndim
+    key = tuple(indices if d == axis else
+                np.arange(n).reshape([-1 if k == d else 1 for k in range(arr.ndim)])
+                for d, n in enumerate(arr.shape))
+    return arr, key
+
+
+def _retyped(view: np.ndarray, origin: Any) -> bool:
+    """Whether view is origin itself, only retyped (same memory, shape, strides, dtype)."""
+    return (type(origin) is np.ndarray and origin.shape == view.shape
+            and origin.strides == view.strides and origin.dtype == view.dtype
+            and origin.ctypes.data == view.ctypes.data)
+
+
 class _Traced(np.ndarray):
     """An array whose operations are recorded into the active CpuGraph (see the module)."""
+
+    @property  # type: ignore[override]
+    def base(self) -> Any:
+        """The base as the untraced array would answer: None for a buffer of its own."""
+        base = np.ndarray.base.__get__(self)
+        return base.base if _retyped(self, base) else base
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any
                         ) -> Any:
@@ -243,6 +283,10 @@ class _Traced(np.ndarray):
         graph = _active
         if graph is None:
             return fn(*args, **kwargs)
+        if method != "__call__":  # NumPy's defaults, spelled out by the array methods
+            for name, default in (("where", True), ("dtype", None), ("keepdims", False)):
+                if name in kwargs and kwargs[name] is default:
+                    del kwargs[name]
         if method == "at" or out is not None:  # writes into memory that already exists
             fn(*args, **kwargs)
             graph.add(fn, args, kwargs)
@@ -267,6 +311,11 @@ class _Traced(np.ndarray):
                 f"np.{name} inside a capture: its result's size or value depends on the data "
                 "(boolean masks, nonzero, unique) or is read on the host, which a replay "
                 "cannot repeat")
+        if name == "take_along_axis" and len(args) + len(kwargs) == 3 \
+                and (args + tuple(kwargs.values()))[2] is not None:
+            return _active.record(np.ndarray.__getitem__, _along_axis(*_plain(args),
+                                                                      **_plain(kwargs)),
+                                  {}, False)
         return _active.record(func, _plain(args), _plain(kwargs), name in _TAKES_OUT)
 
     def __getitem__(self, key: Any) -> Any:
