@@ -48,10 +48,11 @@ __device__ __forceinline__ void tg_sgd_momentum_step(double& p, double g, double
 }
 
 // Adam and AdamW: the per-step scalars, computed once per step and parameter by a one-thread
-// kernel (tg_adam_scalars) from the learning rate and the step count t on the device, so a
-// replayed CUDA graph counts its steps and follows a scheduler, and the element kernel does no
-// pow and reads three numbers: step_size = lr / (1 - beta1^t), bc2_sqrt = sqrt(1 - beta2^t)
-// and AdamW's decoupled decay 1 - lr * wd (1 for Adam). All in double, as PyTorch does.
+// kernel (tg_adam_scalars) that first increments the step count t on the device, then reads it
+// and the learning rate there, so a replayed CUDA graph counts its steps and follows a
+// scheduler, and the element kernel does no pow and reads three numbers: step_size =
+// lr / (1 - beta1^t), bc2_sqrt = sqrt(1 - beta2^t) and AdamW's decoupled decay 1 - lr * wd (1
+// for Adam). All in double, as PyTorch does.
 __device__ __forceinline__ double tg_adam_step_size(double lr, double beta1, double t) {
     return lr / (1.0 - pow(beta1, t));
 }

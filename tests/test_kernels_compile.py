@@ -285,4 +285,4 @@ def test_adams_element_kernel_only_reads_its_per_step_scalars(sources):
     assert "scalars[0]" in kernel and "scalars[1]" in kernel and "scalars[2]" in kernel
     assert "pow" not in kernel and "tg_adam_step_size" not in kernel
     scalars = sources["tg_adam_scalars<float64,contiguous>"]["source"].split('extern "C"')[1]
-    assert "tg_adam_step_size(lr[0], beta1, step)" in scalars
+    assert "step[0] += 1; scalars[0] = tg_adam_step_size(lr[0], beta1, step[0])" in scalars

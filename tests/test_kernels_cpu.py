@@ -402,8 +402,10 @@ def _our_step(opt, p, g, state, step):
         K.sgd_step(p, g, state.get("buf"), kw["lr"], kw["momentum"], kw["dampening"],
                    kw["weight_decay"], kw["nesterov"], first_step=step == 1)
     elif opt.name in ("adam", "adamw"):
+        count = np.full((), step - 1.0)  # the step count before this step; the kernel counts
         getattr(K, f"{opt.name}_step")(p, g, state["m"], state["v"], kw["lr"], kw["beta1"],
-                                       kw["beta2"], kw["eps"], kw["weight_decay"], step)
+                                       kw["beta2"], kw["eps"], kw["weight_decay"], count)
+        assert count == step
     else:
         K.rmsprop_step(p, g, state["sq"], kw["lr"], kw["alpha"], kw["eps"],
                        kw["weight_decay"], kw["momentum"], state.get("buf"))
@@ -444,6 +446,15 @@ def test_optimizer_matches_torch(opt, dtype, layout, rng):
         np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol, err_msg=name)
 
 
+@pytest.mark.parametrize("step", [1, np.float64(1), np.zeros(1, np.float32)],
+                         ids=["int", "numpy scalar", "float32 array"])
+def test_adam_refuses_a_step_count_it_cannot_increment(step):
+    p = np.zeros(3, np.float32)
+    with pytest.raises(TypeError, match="step must be the step count, a 1-element float64"):
+        K.adam_step(p, p.copy(), p.copy(), p.copy(), 1e-3, 0.9, 0.999, 1e-8, 0.0, step)
+    assert not p.any()
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_optimizer_large_tensor_and_scalar_kinds(dtype, rng):
     n = 10**5
@@ -451,7 +462,7 @@ def test_optimizer_large_tensor_and_scalar_kinds(dtype, rng):
     g = rng.normal(size=n).astype(dtype)
     m, v = np.zeros_like(p), np.zeros_like(p)
     p_ref, g_ref = p.astype(np.float64), g.astype(np.float64)
-    K.adam_step(p, g, m, v, np.float64(1e-3), np.float64(0.9), 0.999, 1e-8, 0.0, 1)
+    K.adam_step(p, g, m, v, np.float64(1e-3), np.float64(0.9), 0.999, 1e-8, 0.0, np.zeros(1))
     # The first Adam step moves every element by lr * g / (|g| + eps'): about lr * sign(g).
     assert p.dtype == m.dtype == v.dtype == dtype
     moved = p.astype(np.float64) - p_ref

@@ -152,7 +152,9 @@ def _step(kernels, name, args, p, g, st, step):
     if name == "sgd":
         kernels.sgd_step(p, g, st.get("buf"), *args, first_step=step == 1)
     elif name in ("adam", "adamw"):
-        getattr(kernels, f"{name}_step")(p, g, st["m"], st["v"], *args, step)
+        count = (np if kernels is CPU else cupy).full((), step - 1.0)  # the kernel counts
+        getattr(kernels, f"{name}_step")(p, g, st["m"], st["v"], *args, count)
+        assert float(count) == step
     else:
         lr, alpha, eps, wd, momentum = args
         kernels.rmsprop_step(p, g, st["sq"], lr, alpha, eps, wd, momentum, st.get("buf"))
@@ -207,8 +209,17 @@ def test_adam_rounds_one_minus_beta_once(rng):
     p = rng.normal(size=4096).astype(np.float32)
     g = rng.normal(size=4096).astype(np.float32)
     m, v = cupy.zeros(4096, np.float32), cupy.zeros(4096, np.float32)
-    GPU.adam_step(cupy.asarray(p), cupy.asarray(g), m, v, 1e-3, 0.9, 0.999, 1e-8, 0.0, 1)
+    GPU.adam_step(cupy.asarray(p), cupy.asarray(g), m, v, 1e-3, 0.9, 0.999, 1e-8, 0.0,
+                  cupy.zeros(()))
     np.testing.assert_array_equal(cupy.asnumpy(v), np.float32(0.001) * g * g)
+
+
+def test_adam_refuses_a_step_count_it_cannot_increment():
+    p = cupy.zeros(3, np.float32)
+    for step in (1, np.zeros(1), cupy.zeros(1, np.float32)):  # host memory is not the device's
+        with pytest.raises(TypeError, match="step must be the step count, a 1-element float64"):
+            GPU.adamw_step(p, p.copy(), p.copy(), p.copy(), 1e-3, 0.9, 0.999, 1e-8, 0.1, step)
+    assert not p.any()
 
 
 def test_optimizer_updates_a_non_contiguous_parameter_in_place(rng):
@@ -216,6 +227,7 @@ def test_optimizer_updates_a_non_contiguous_parameter_in_place(rng):
     g = rng.normal(size=(40, 30)).astype(np.float32)
     dp = cupy.asarray(p.T.copy()).T  # a transposed view onto its own buffer
     m, v = cupy.zeros_like(dp), cupy.zeros_like(dp)
-    GPU.adam_step(dp, cupy.asarray(g), m, v, 1e-2, 0.9, 0.999, 1e-8, 0.0, 1)
-    CPU.adam_step(p, g, np.zeros_like(p), np.zeros_like(p), 1e-2, 0.9, 0.999, 1e-8, 0.0, 1)
+    GPU.adam_step(dp, cupy.asarray(g), m, v, 1e-2, 0.9, 0.999, 1e-8, 0.0, cupy.zeros(()))
+    CPU.adam_step(p, g, np.zeros_like(p), np.zeros_like(p), 1e-2, 0.9, 0.999, 1e-8, 0.0,
+                  np.zeros(()))
     _close(dp, p, np.float32)

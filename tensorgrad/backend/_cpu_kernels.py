@@ -549,7 +549,9 @@ class CpuKernels:
     def adam_step(self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: Any,
                   beta1: float, beta2: float, eps: float, weight_decay: float,
                   step: Any) -> None:
-        """torch.optim.Adam on one tensor; weight decay is L2 added to the gradient."""
+        """torch.optim.Adam on one tensor; weight decay is L2 added to the gradient. step is
+        the step count, a 1-element float64 array that this call increments before using it
+        (state["step"])."""
         self._adam(p, g, m, v, lr, beta1, beta2, eps, step, l2=weight_decay, decay=1.0)
 
     def adamw_step(self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray,
@@ -562,6 +564,10 @@ class CpuKernels:
     def _adam(self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: Any,
               beta1: float, beta2: float, eps: float, step: Any, l2: float,
               decay: float) -> None:
+        if not (isinstance(step, np.ndarray) and step.size == 1 and step.dtype == np.float64):
+            raise TypeError("adam_step's step must be the step count, a 1-element float64 "
+                            f"array that the step increments; got {step!r}")
+        step += 1
         dt = p.dtype
         lr, step = _host(lr), _host(step)
         step_size = _scalar(lr / (1.0 - beta1 ** step), dt)

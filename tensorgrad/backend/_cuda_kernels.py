@@ -67,7 +67,7 @@ _KERNELS: dict[str, tuple[str, str, str, str]] = {
                           "tg_real<T>(scale[0]))")),
     # Optimizer steps: parameter and state are outputs updated in place, loaded into the
     # compute type, stepped, and stored back (one rounding per step for float16). The learning
-    # rate and the step count are read on the device (raw, 1-element float64 arrays), so a
+    # rate and Adam's step count are read on the device (raw, 1-element float64 arrays), so a
     # captured CUDA graph picks up a scheduler's new rate and counts its own steps. Coefficients
     # 1 - beta come computed on the host in double (om_ = "one minus"), as PyTorch passes them.
     "sgd_step": ("optimizers.cuh", "T g, raw float64 lr, float64 wd", "T p",
@@ -80,14 +80,16 @@ _KERNELS: dict[str, tuple[str, str, str, str]] = {
         ("tg_real<T> pc = p, bc = buf; "
          "tg_sgd_momentum_step(pc, g, bc, tg_real<T>(lr[0]), momentum, om_dampening, wd, "
          "nesterov, first); p = pc; buf = bc")),
-    # One thread: Adam's per-step scalars (step size, sqrt of the second bias correction,
-    # AdamW's decay factor) into a 3-element float64 array that adam_step reads.
+    # One thread (size=1): counts the step, then Adam's per-step scalars (step size, sqrt of
+    # the second bias correction, AdamW's decay factor) into a 3-element float64 array that
+    # adam_step reads.
     "adam_scalars": (
         "optimizers.cuh",
-        "raw float64 lr, float64 step, float64 beta1, float64 beta2, float64 decoupled_wd",
-        "raw float64 scalars",
-        ("scalars[0] = tg_adam_step_size(lr[0], beta1, step); "
-         "scalars[1] = tg_adam_bc2_sqrt(beta2, step); "
+        "raw float64 lr, float64 beta1, float64 beta2, float64 decoupled_wd",
+        "raw float64 step, raw float64 scalars",
+        ("step[0] += 1; "
+         "scalars[0] = tg_adam_step_size(lr[0], beta1, step[0]); "
+         "scalars[1] = tg_adam_bc2_sqrt(beta2, step[0]); "
          "scalars[2] = tg_adam_decay(lr[0], decoupled_wd)")),
     "adam_step": (
         "optimizers.cuh",
@@ -258,8 +260,9 @@ class CudaKernels:
 
     def adam_step(self, p: Any, g: Any, m: Any, v: Any, lr: Any, beta1: float, beta2: float,
                   eps: float, weight_decay: float, step: Any) -> None:
-        """torch.optim.Adam on one tensor, in place; weight decay is L2 added to g. lr and
-        the step count (already incremented) may be numbers or 1-element device arrays."""
+        """torch.optim.Adam on one tensor, in place; weight decay is L2 added to g. lr may
+        be a number or a 1-element device array; step is the step count, a 1-element float64
+        device array that this call increments before using it (state["step"])."""
         self._adam(p, g, m, v, lr, beta1, beta2, eps, step, l2=weight_decay, decoupled_wd=0.0)
 
     def adamw_step(self, p: Any, g: Any, m: Any, v: Any, lr: Any, beta1: float, beta2: float,
@@ -269,11 +272,16 @@ class CudaKernels:
 
     def _adam(self, p: Any, g: Any, m: Any, v: Any, lr: Any, beta1: float, beta2: float,
               eps: float, step: Any, l2: float, decoupled_wd: float) -> None:
-        # Two launches: the per-step scalars once (pow, sqrt, division in double on one
-        # thread), then the element update, which only loads them and stays bandwidth-bound.
+        # Two launches: the step count and the per-step scalars once (pow, sqrt, division in
+        # double on one thread), then the element update, which only loads them and stays
+        # bandwidth-bound.
+        if not (isinstance(step, self._cupy.ndarray) and step.size == 1
+                and step.dtype == np.float64):
+            raise TypeError("adam_step's step must be the step count, a 1-element float64 "
+                            f"device array that the step increments; got {step!r}")
         scalars = self._cupy.empty(3, dtype=np.float64)
-        self._adam_scalars(self._device_scalar(lr), self._device_scalar(step), float(beta1),
-                           float(beta2), float(decoupled_wd), scalars)
+        self._adam_scalars(self._device_scalar(lr), float(beta1), float(beta2),
+                           float(decoupled_wd), step.reshape(1), scalars, size=1)
         self._adam_step(g, scalars, float(l2), 1.0 - float(beta1), float(beta2),
                         1.0 - float(beta2), float(eps), p, m, v)
 

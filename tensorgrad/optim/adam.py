@@ -33,12 +33,13 @@ class Adam(Optimizer):
             state["step"] = _step_counter(p)
             state["exp_avg"] = _zeros_state(p)
             state["exp_avg_sq"] = _zeros_state(p)
-        step = state["step"]._data
-        step += 1
         beta1, beta2 = group["betas"]
+        # The kernel counts the step itself (on CUDA in the launch that computes the per-step
+        # scalars, so an Adam step is two launches per parameter).
         getattr(p._backend.kernels, self._kernel)(
             p._data, g._data, state["exp_avg"]._data, state["exp_avg_sq"]._data,
-            group.lr_array(p._backend), beta1, beta2, group["eps"], group["weight_decay"], step)
+            group.lr_array(p._backend), beta1, beta2, group["eps"], group["weight_decay"],
+            state["step"]._data)
 
 
 class AdamW(Adam):
