@@ -1,0 +1,161 @@
+"""tg.capture on the CPU: what a replay runs (recorded NumPy calls only: no Tensor objects,
+no step function), that every kind of array work a step does is replayed with new inputs
+(views, in-place updates, creation, random draws, NumPy functions), that a failed recording
+leaves nothing behind, and examples/train_digits.py --capture ends where the eager run does.
+The training cases shared with CUDA are in test_capture.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tensorgrad as tg
+from tensorgrad import nn
+from tensorgrad.backend import get_backend
+
+ROOT = Path(__file__).resolve().parent.parent
+CPU = get_backend(tg.Device("cpu"))
+
+
+def test_replay_makes_no_tensors_and_runs_no_python_of_the_step(monkeypatch):
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = tg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    @tg.capture
+    def step(x, y):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    x, y = tg.randn(4, 8), tg.tensor([0, 1, 2, 0])
+    for _ in range(3):
+        step(x, y)
+    made = []
+    real_make = tg.Tensor._make.__func__
+    monkeypatch.setattr(tg.Tensor, "_make", classmethod(
+        lambda cls, *a, **k: made.append(1) or real_make(cls, *a, **k)))
+    arrays = [p._data for p in model.parameters()]
+    grads = [p.grad._data for p in model.parameters()]
+    before = [a.copy() for a in arrays]
+    loss = step(x, y)
+    assert made == []
+    # In place, as eager: the parameters' and gradients' arrays are the same objects.
+    assert all(p._data is a for p, a in zip(model.parameters(), arrays))
+    assert all(p.grad._data is g for p, g in zip(model.parameters(), grads))
+    assert not any(np.array_equal(a, b) for a, b in zip(arrays, before))
+    assert np.isfinite(loss.item())
+
+
+def test_new_inputs_flow_through_views_creation_and_numpy_functions():
+    w = tg.randn(2, 3)
+
+    def step(x):
+        t = x.t()  # a view
+        acc = tg.zeros(4, 2)  # made inside: zeroed again on every replay
+        acc += t[:, :2] * 2
+        y = tg.cat([acc, t @ w], dim=1).reshape(-1)
+        return y, y.max(), x.sum(1)
+
+    captured = tg.capture(step)
+    x0 = tg.randn(2, 4)
+    for _ in range(3):
+        captured(x0)
+    for _ in range(3):
+        x = tg.randn(2, 4)
+        got = captured(x)
+        want = step(x)
+        for g, e in zip(got, want):
+            np.testing.assert_array_equal(g.numpy(), e.numpy())
+
+
+def test_random_draws_inside_the_step_are_new_on_every_replay():
+    captured = tg.capture(lambda x: x + tg.rand(1000))
+    x = tg.zeros(1000)
+    calls = [captured(x).numpy().copy() for _ in range(5)]  # 2 eager, 1 recording, 2 replays
+    assert not np.array_equal(calls[3], calls[4])
+    assert 0.0 <= calls[4].min() and calls[4].max() < 1.0
+
+
+def test_the_same_seed_gives_the_same_draws_eager_and_replayed():
+    def run(captured: bool) -> list[np.ndarray]:
+        tg.manual_seed(7)
+        drop = nn.Dropout(0.5)
+        step = (tg.capture if captured else (lambda f: f))(lambda x: drop(x) * 3)
+        return [step(tg.ones(64)).numpy().copy() for _ in range(6)]
+
+    for eager, replayed in zip(run(False), run(True)):
+        np.testing.assert_array_equal(eager, replayed)
+
+
+def test_float_of_a_tensor_inside_the_step_names_the_read():
+    def step(x):
+        scale = float(x.sum())
+        return x * scale
+
+    captured = tg.capture(step, warmup=1)
+    x = tg.ones(3)
+    captured(x)
+    with pytest.raises(tg.CaptureError, match="on the host"):
+        captured(x)
+
+
+def test_a_failed_recording_leaves_tensors_and_the_backend_as_they_were():
+    slot = tg.Tensor.__dict__["_data"]
+    xp, kernels = CPU.xp, CPU.kernels
+
+    def step(x):
+        y = x * 2
+        y.sum().item()
+        return y
+
+    captured = tg.capture(step, warmup=1)
+    x = tg.ones(2)
+    captured(x)
+    with pytest.raises(tg.CaptureError):
+        captured(x)
+    assert tg.Tensor.__dict__["_data"] is slot
+    assert CPU.xp is np and CPU.kernels is kernels and xp is np and not CPU.capturing
+    assert type((x + 1)._data) is np.ndarray and (x + 1).tolist() == [2.0, 2.0]
+
+
+def test_a_step_without_tensor_arguments_records_on_the_default_device():
+    p = tg.zeros(3, requires_grad=True)
+    opt = tg.optim.SGD([p], lr=1.0)
+
+    @tg.capture
+    def step():
+        opt.zero_grad()
+        (p * tg.tensor(1.0)).sum().backward()
+        opt.step()
+
+    for k in range(1, 6):
+        step()
+        assert p.tolist() == [-float(k)] * 3
+
+
+def test_train_digits_with_capture_ends_with_the_eager_weights(tmp_path: Path):
+    pytest.importorskip("matplotlib", reason="the example plots with matplotlib")
+    pytest.importorskip("sklearn", reason="the digits come from scikit-learn's bundled copy")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg", OPENBLAS_NUM_THREADS="1",
+               OMP_NUM_THREADS="1")
+    states = []
+    for extra in ([], ["--capture"]):
+        out = tmp_path / ("captured" if extra else "eager")
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "train_digits.py"), "--device", "cpu",
+             "--out", str(out), "--epochs", "4", "--hidden", "32", *extra],
+            env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        states.append(tg.load(next(out.glob("*.safetensors"))))
+    eager, captured = states
+    assert captured["history"]["train_loss"] == eager["history"]["train_loss"]
+    for name, value in eager["model"].items():
+        np.testing.assert_array_equal(captured["model"][name].numpy(), value.numpy(),
+                                      err_msg=name)
