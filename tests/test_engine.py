@@ -734,3 +734,111 @@ def test_results_hold_arrays_never_numpy_scalars(make, device: str) -> None:
     if out.requires_grad:
         out.backward()
         assert type(x.grad.data) is array_type
+
+
+# ---- what the walk promises about the gradients it hands out -----------------------------------
+
+@pytest.mark.parametrize("make", [lambda a, b: a + b, lambda a, b: (a + b.T) * 2.0],
+                         ids=["a+b", "(a+b.T)*2"])
+def test_leaf_gradients_never_share_memory(make, device: str) -> None:
+    # One gradient array reaches both leaves (add passes it on), or one is a view of the other
+    # (the transpose): each .grad must be its own array, as optimizers change it in place.
+    a = _t([[1.0, 2.0], [3.0, 4.0]], device)
+    b = _t([[5.0, 6.0], [7.0, 8.0]], device)
+    make(a, b).sum().backward()
+    expected = b.grad.numpy().copy()
+    a.grad.add_(100.0)
+    np.testing.assert_array_equal(b.grad.numpy(), expected)
+    b.grad.mul_(0.0)
+    assert (a.grad.numpy() > 100.0).all()
+
+
+def test_backward_twice_through_ops_that_save_nothing_raises(device: str) -> None:
+    x = _t([1.0, 2.0], device)
+    y = (x + 1.0).sum()   # add of a scalar and sum keep no saved arrays
+    y.backward()
+    with pytest.raises(RuntimeError, match=r"SumBackward.*retain_graph=True"):
+        y.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 1.0])
+
+
+class _DoubleInFloat64(tg.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2.0
+
+    @staticmethod
+    def backward(ctx, gy):
+        return gy.to(dtype=tg.float64) * 2.0
+
+
+def test_function_gradient_is_cast_to_its_inputs_dtype(device: str) -> None:
+    x = tg.tensor([1.0, 2.0], dtype=tg.float32, device=device, requires_grad=True)
+    _DoubleInFloat64.apply(x).sum().backward()
+    assert x.grad.dtype == tg.float32
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+
+
+class _TwoOutputs(tg.autograd.Function):
+    received: list[tg.Tensor] = []
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2.0, x * 3.0
+
+    @staticmethod
+    def backward(ctx, g_double, g_triple):
+        _TwoOutputs.received[:] = [g_double, g_triple]
+        return g_double * 2.0 + g_triple * 3.0
+
+
+def test_unused_output_of_a_function_gets_a_zero_gradient(device: str) -> None:
+    x = _t([1.0, 2.0, 3.0], device)
+    double, _ = _TwoOutputs.apply(x)
+    (double * _t([1.0, 10.0, 100.0], device, requires_grad=False)).sum().backward()
+    g_double, g_triple = _TwoOutputs.received
+    np.testing.assert_array_equal(g_double.numpy(), [1.0, 10.0, 100.0])
+    assert isinstance(g_triple, tg.Tensor) and g_triple.shape == (3,)
+    np.testing.assert_array_equal(g_triple.numpy(), [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 20.0, 200.0])
+
+
+class _GradForBoth(tg.autograd.Function):
+    """Returns a gradient for `y` too, even one of the wrong shape and dtype."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        return x * 2.0 + y.sum()
+
+    @staticmethod
+    def backward(ctx, gy):
+        return gy * 2.0, tg.ones(7, dtype=tg.float32, device=gy.device)
+
+
+def test_gradient_for_an_input_that_needs_none_is_dropped(device: str) -> None:
+    # As PyTorch: the input needs no gradient, so what backward returns for it is not checked.
+    x = _t([1.0, 2.0, 3.0], device)
+    y = _t([1.0, 1.0, 1.0], device, requires_grad=False)
+    _GradForBoth.apply(x, y).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0, 2.0])
+    assert y.grad is None
+
+
+class _GradOnTheCpu(tg.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2.0
+
+    @staticmethod
+    def backward(ctx, gy):
+        return (gy * 2.0).to("cpu")
+
+
+def test_function_gradient_on_another_device_raises(device: str) -> None:
+    if device == "cpu":
+        pytest.skip("needs an input on a second device")
+    x = _t([1.0, 2.0], device)
+    with pytest.raises(RuntimeError,
+                       match=r"_GradOnTheCpuBackward returned a gradient "
+                             r"on cpu for input 0 on cuda:0"):
+        _GradOnTheCpu.apply(x).sum().backward()

@@ -45,7 +45,7 @@ def _unsupported(x: Any) -> TypeError:
 class ndarray:  # noqa: N801  (CuPy's name)
     """cupy.ndarray of the emulator; see the module docstring."""
 
-    __slots__ = ("_a", "_mem", "__weakref__")
+    __slots__ = ("_a", "_mem", "_base", "__weakref__")
     __array_priority__ = 100
 
     def __init__(self, shape: Any, dtype: Any = float, memptr: Any = None,
@@ -59,15 +59,18 @@ class ndarray:  # noqa: N801  (CuPy's name)
             memptr = alloc(nbytes)
         mem = memptr.mem
         self._mem = mem
+        self._base = None
         self._a = np.ndarray(shape, dtype, buffer=mem.host, offset=memptr.offset,
                              strides=strides, order=order)
 
     # --- construction helpers ---------------------------------------------------------------
     @classmethod
-    def _view(cls, a: np.ndarray, mem: _emulator.Memory) -> ndarray:
+    def _view(cls, a: np.ndarray, mem: _emulator.Memory, base: ndarray | None = None
+              ) -> ndarray:
         self = object.__new__(cls)
         self._a = a
         self._mem = mem
+        self._base = base
         return self
 
     # --- attributes ---------------------------------------------------------------------------
@@ -109,19 +112,20 @@ class ndarray:  # noqa: N801  (CuPy's name)
 
     @property
     def T(self) -> ndarray:  # noqa: N802
-        return ndarray._view(self._a.T, self._mem)
+        return ndarray._view(self._a.T, self._mem, self)
 
     @property
     def mT(self) -> ndarray:  # noqa: N802
-        return ndarray._view(self._a.mT, self._mem)
+        return ndarray._view(self._a.mT, self._mem, self)
 
     @property
     def real(self) -> ndarray:
-        return ndarray._view(self._a.real, self._mem)
+        return ndarray._view(self._a.real, self._mem, self)
 
     @property
     def base(self) -> Any:
-        return None
+        # As CuPy's: the array a view was made from (tensorgrad copies a gradient that is one)
+        return self._base
 
     @property
     def data(self) -> Any:
@@ -259,7 +263,7 @@ class ndarray:  # noqa: N801  (CuPy's name)
             view = self._a[key]
             if not isinstance(view, np.ndarray):
                 view = self._a[(key if isinstance(key, tuple) else (key,)) + (Ellipsis,)]
-            return ndarray._view(view, self._mem)
+            return ndarray._view(view, self._mem, self)
         name = "boolean index" if _has_mask(key) else "getitem"
         return dispatch(name, lambda a, k: a[k], (self, key), {})
 
@@ -291,7 +295,8 @@ class ndarray:  # noqa: N801  (CuPy's name)
         dispatch("fill", fill, (self, value), {}, writes=(self,))
 
     def view(self, dtype: Any = None) -> ndarray:
-        return ndarray._view(self._a.view() if dtype is None else self._a.view(dtype), self._mem)
+        return ndarray._view(self._a.view() if dtype is None else self._a.view(dtype), self._mem,
+                             self)
 
     def reshape(self, *shape: Any, order: str = "C") -> ndarray:
         return dispatch("reshape", lambda a: a.reshape(*shape, order=order), (self,), {})
@@ -467,7 +472,7 @@ def _wrap(r: Any, inputs: list[ndarray], swapped: dict[int, ndarray], new: list[
                 return x
         for x in inputs:
             if x._mem.size and np.may_share_memory(r, x._a):
-                return ndarray._view(r, x._mem)
+                return ndarray._view(r, x._mem, x)
         out = new_like(r)
         np.copyto(out._a, r)
         new.append(out)
