@@ -79,6 +79,34 @@ def test_float32_flushes_subnormals_and_float64_does_not():
     assert tiny64[0] == pytest.approx(1e-310)
 
 
+_BLOCK_SUM = r"""
+template <typename T>
+__global__ void block_sum(const T* x, T* out, long long n) {
+    __shared__ T partial[32];
+    T v = 0;
+    for (long long j = threadIdx.x; j < n; j += blockDim.x) v += x[blockIdx.x * n + j];
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = v;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        T s = 0;
+        for (unsigned w = 0; w < blockDim.x / 32; ++w) s += partial[w];
+        out[blockIdx.x] = s;
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("threads", [32, 96, 1024])
+def test_raw_module_blocks_share_memory_and_shuffle_as_on_a_gpu(threads, rng):
+    module = cupy.RawModule(code=_BLOCK_SUM, name_expressions=["block_sum<double>"])
+    kernel = module.get_function("block_sum<double>")
+    x = rng.normal(size=(5, 333))
+    out = cupy.zeros(5)
+    kernel((5,), (threads,), (cupy.asarray(x), out, np.int64(333)))
+    np.testing.assert_allclose(out.get(), x.sum(axis=1), rtol=1e-12)
+
+
 def _gemm(lib, handle, m, n, k, a, lda, b, ldb, c, ldc, transa=0, transb=0, batch=1,
           strides=(0, 0, 0)):
     one, zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
