@@ -163,24 +163,32 @@ def test_mlp_step(benchmark: Any, impl: Impl, size: str) -> None:
 
 
 def _captured_cases(impl: Impl) -> tuple[str, ...]:
-    return _mlp_cases(impl) if impl.device == "cuda" and impl.family != "hand" else ()
+    """tg.capture on every device; PyTorch's CUDA graphs on CUDA (it has none on the CPU)."""
+    if impl.family == "tensorgrad" or (impl.family == "torch" and impl.device == "cuda"):
+        return _mlp_cases(impl)
+    return ()
+
+
+def _captured(step: Callable[[], None]) -> Callable[[], None]:
+    """tg.capture(step), past its warm-up calls and the recording."""
+    import tensorgrad as tg
+
+    captured = tg.capture(step)
+    for _ in range(5):
+        captured()
+    return captured
 
 
 @pytest.mark.parametrize(("impl", "size"), _param_cases(_captured_cases))
 def test_mlp_step_captured(benchmark: Any, impl: Impl, size: str) -> None:
-    """The same step replayed from a CUDA graph: tg.cuda.capture where it exists, PyTorch's
-    torch.cuda.graph with its documented static-buffer recipe."""
+    """The same step recorded once and replayed: tg.capture (a CUDA graph on CUDA, the list of
+    NumPy calls on the CPU), PyTorch's torch.cuda.graph with its documented static-buffer
+    recipe."""
     widths, batch = MLP_SHAPES[size]
     x, y = normal(impl, (batch, widths[0]), seed=2), labels(impl, batch, widths[-1])
     model = _autodiff_mlp(impl, widths)
     if impl.family == "tensorgrad":
-        import tensorgrad as tg
-
-        if not hasattr(tg.cuda, "capture"):
-            pytest.skip("tg.cuda.capture does not exist yet")
-        step = tg.cuda.capture(_autodiff_step(impl, model, x, y))
-        for _ in range(5):  # warm-up calls and the capturing call
-            step()
+        step = _captured(_autodiff_step(impl, model, x, y))
     else:
         step = _torch_graph_step(model.to("cuda"), x, y)
     measure(benchmark, impl, step, workload="mlp", case="mlp step captured", size=size,
@@ -315,6 +323,20 @@ def test_cnn_step(benchmark: Any, impl: Impl, image: int) -> None:
         step = _autodiff_step(impl, _autodiff_cnn(impl, image), x, y)
     measure(benchmark, impl, step, workload="cnn", case="cnn step", size=f"{batch}x{image}x{image}",
             batch=batch)
+
+
+def _cnn_captured_cases(impl: Impl) -> tuple[int, ...]:
+    return _cnn_cases(impl) if impl.family == "tensorgrad" else ()
+
+
+@pytest.mark.parametrize(("impl", "image"), _param_cases(_cnn_captured_cases))
+def test_cnn_step_captured(benchmark: Any, impl: Impl, image: int) -> None:
+    """The CNN step through tg.capture."""
+    batch = config.sizes(impl.device).cnn_batch
+    x, y = normal(impl, (batch, 1, image, image), seed=3), labels(impl, batch, CLASSES)
+    step = _captured(_autodiff_step(impl, _autodiff_cnn(impl, image), x, y))
+    measure(benchmark, impl, step, workload="cnn", case="cnn step captured",
+            size=f"{batch}x{image}x{image}", batch=batch)
 
 
 # ---- Adam -----------------------------------------------------------------------------------

@@ -277,6 +277,19 @@ def targets(ix: Index) -> list[Target]:
                       records=(small, torch_graph)))
     out.append(Target("captured medium MLP step (issue 7)", medium.time * 1e3 if medium else None,
                       0.26, unit=" ms", records=(medium,)))
+    for workload, case, size, against, bound in (
+            ("mlp", "mlp step", "small", "hand-numpy", 1.05),
+            ("mlp", "mlp step", "small", "torch-cpu", 0.85),
+            ("mlp", "mlp step", "medium", "torch-cpu", 1.0),
+            ("cnn", "cnn step", None, "torch-cpu", 1.0)):
+        size = size or next(iter(ix.sizes(workload, case, "cpu")), None)
+        captured = ix.get(workload, f"{case} captured", size, "tensorgrad-cpu")
+        other = ix.get(workload, case, size, against)
+        note = _pair_note(captured, other)
+        if against.startswith("hand") and captured and other:
+            note += f"; {(captured.time - other.time) * 1e6:.0f} us per step over the hand step"
+        out.append(Target(f"captured {case} {size} on cpu / {against} (issue 17)",
+                          ratio(captured, other), bound, note=note, records=(captured, other)))
     for case, what in (("state dict save", "tg.save / torch.save"),
                        ("state dict load", "tg.load / torch.load(weights_only=True)")):
         sizes = ix.sizes("checkpoint", case, "cpu")
@@ -349,6 +362,7 @@ def section_simple(ix: Index, workload: str, case: str, title: str, device: str,
     """One row per size: each implementation's time (or TFLOP/s, GB/s) and the ratios."""
     tg, hand, torch = DEVICE_IMPLS[device]
     captured = case == "mlp step"
+    cpu_captured = device == "cpu" and case in ("mlp step", "cnn step")
     rows = []
     for size in ix.sizes(workload, case, device):
         a, h, t = (ix.get(workload, case, size, i) for i in (tg, hand, torch))
@@ -364,6 +378,10 @@ def section_simple(ix: Index, workload: str, case: str, title: str, device: str,
             row += [fmt_bytes(r.extra.get("peak_bytes") if r else None) for r in (a, h, t)]
             peak = [r.extra.get("peak_bytes") if r else None for r in (a, t)]
             row += [fmt_num(peak[0] / peak[1] if None not in peak else None)]
+        if cpu_captured:
+            ca = ix.get(workload, f"{case} captured", size, tg)
+            row += [fmt_time(ca.time if ca else None), fmt_num(ratio(ca, h)),
+                    fmt_num(ratio(ca, t))]
         rows.append(row)
     header = ["size", "tensorgrad", "hand", "torch"]
     if metric == "tflops":
@@ -374,6 +392,8 @@ def section_simple(ix: Index, workload: str, case: str, title: str, device: str,
     if captured and device == "cuda":
         header += ["tg captured", "torch CUDA graph", "tg peak mem", "hand peak mem",
                    "torch peak mem", "tg / torch mem"]
+    if cpu_captured:
+        header += ["tg captured", "captured / hand", "captured / torch"]
     return f"### {title} on {device} ({tg}, {hand}, {torch})\n\n" + table(header, rows)
 
 
