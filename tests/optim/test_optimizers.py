@@ -77,6 +77,16 @@ def test_twenty_steps_match_torch(name: str, options: dict[str, Any], dtype: str
     _assert_same(ours, ref, dtype)
 
 
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop"])
+def test_default_arguments_match_torch(name: str, device: str, rng: np.random.Generator) -> None:
+    torch = pytest.importorskip("torch")
+    ours, ref = _models(torch, "float64", device)
+    x, y = _data(rng, "float64")
+    _run(ours, getattr(optim, name)(ours.parameters()), x, y, 20, device)
+    _run_torch(torch, ref, getattr(torch.optim, name)(ref.parameters()), x, y, 20)
+    _assert_same(ours, ref, "float64")
+
+
 @pytest.mark.parametrize("name, options", CONFIGS[1::2], ids=[n for n, _ in CONFIGS[1::2]])
 def test_state_dict_round_trip_resumes_identically(name: str, options: dict[str, Any],
                                                    device: str,
@@ -217,11 +227,41 @@ def test_zero_grad_of_the_optimizer() -> None:
     (lambda p: optim.Adam([p], weight_decay=-1), ValueError, "Invalid weight_decay value: -1"),
     (lambda p: optim.RMSprop([p], lr=-1), ValueError, "Invalid learning rate: -1"),
     (lambda p: optim.RMSprop([p], alpha=-0.5), ValueError, "Invalid alpha value: -0.5"),
+    (lambda p: optim.Adam([p], lr=-1), ValueError, "Invalid learning rate: -1"),
+    (lambda p: optim.AdamW([p], lr=-1e-3), ValueError, "Invalid learning rate: -0.001"),
+    (lambda p: optim.Adam([p], eps=-1.0), ValueError, "Invalid epsilon value: -1.0"),
+    (lambda p: optim.AdamW([p], betas=(-0.1, 0.999)), ValueError,
+     "Invalid beta parameter at index 0: -0.1"),
+    (lambda p: optim.AdamW([p], betas=(0.9, 1.0)), ValueError,
+     "Invalid beta parameter at index 1: 1.0"),
+    (lambda p: optim.AdamW([p], weight_decay=-0.5), ValueError,
+     "Invalid weight_decay value: -0.5"),
+    (lambda p: optim.SGD([p], lr=0.1, weight_decay=-1), ValueError,
+     "Invalid weight_decay value: -1"),
+    (lambda p: optim.RMSprop([p], eps=-1e-8), ValueError, "Invalid epsilon value: -1e-08"),
+    (lambda p: optim.RMSprop([p], momentum=-0.9), ValueError, "Invalid momentum value: -0.9"),
+    (lambda p: optim.RMSprop([p], weight_decay=-2), ValueError,
+     "Invalid weight_decay value: -2"),
 ])
 def test_bad_arguments_raise(make: Any, error: type, pattern: str) -> None:
     p = nn.Parameter(tg.zeros(2))
     with pytest.raises(error, match=pattern):
         make(p)
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: optim.SGD([p], lr=0.0, momentum=0.0, weight_decay=0.0),
+    lambda p: optim.Adam([p], lr=0.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.0),
+    lambda p: optim.AdamW([p], lr=0.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.0),
+    lambda p: optim.RMSprop([p], lr=0.0, alpha=0.0, eps=0.0, momentum=0.0, weight_decay=0.0),
+], ids=["SGD", "Adam", "AdamW", "RMSprop"])
+def test_zero_is_a_valid_value_of_every_hyperparameter(make: Any) -> None:
+    # As torch.optim's checks (0 <= value, and 0 <= beta < 1); lr=0 leaves p unchanged.
+    p = nn.Parameter(tg.tensor([1.0, -2.0]))
+    opt = make(p)
+    p.grad = tg.tensor([0.5, 0.5])
+    opt.step()
+    np.testing.assert_array_equal(p.numpy(), [1.0, -2.0])
 
 
 def test_load_state_dict_with_mismatched_groups_raises() -> None:
