@@ -268,20 +268,11 @@ def layer_norm(input: Tensor, normalized_shape: Sequence[int], weight: Tensor | 
     if tuple(input.shape[input.ndim - k:]) != normalized_shape or input.ndim < k:
         raise ValueError(f"layer_norm: expected an input whose last dims are "
                          f"{normalized_shape}, got shape {input.shape}")
-    dims = tuple(range(input.ndim - k, input.ndim))
-    x = _float32_if_half(input)
-    centered = x - x.mean(dims, keepdim=True)
-    var = (centered * centered).mean(dims, keepdim=True)
-    out = (centered / (var + eps).sqrt()).to(dtype=input.dtype)
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.shape != normalized_shape:
             raise ValueError(f"layer_norm: {name} must have the normalized shape "
                              f"{normalized_shape}, got {t.shape}")
-    if weight is not None:
-        out = out * weight
-    if bias is not None:
-        out = out + bias
-    return out
+    return _fused.layer_norm(input, k, weight, bias, eps)
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:

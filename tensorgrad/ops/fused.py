@@ -1,6 +1,7 @@
-"""Fused layer ops: Linear (x @ w^T + b as one op) and LinearActivation (the bias add and a
-relu, sigmoid or tanh in one kernel pass over the product), with their public functions. Their
-backwards are written in Tensor ops (matmul, ActivationGrad), so create_graph records them."""
+"""Fused layer ops: Linear (x @ w^T + b as one op), LinearActivation (the bias add and a
+relu, sigmoid or tanh in one kernel pass over the product) and LayerNorm, with their public
+functions. Their backwards are written in Tensor ops (matmul, ActivationGrad), so create_graph
+records them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 
 from .._dtype import result_type
 from .._tensor import Tensor
+from ..autograd._grad_mode import grad_enabled
 from ..autograd._op import Op
+from ._broadcast import sum_to
 from .activation import Activation, ActivationGrad, Relu, Sigmoid, Tanh
 from .arithmetic import _operands
 from .linalg import matmul
@@ -87,3 +90,67 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
         x2, w, b = (t if t._data.dtype == target.np else t.to(dtype=target) for t in (x2, w, b))
         y = Linear.apply(x2, w, b)
     return y.reshape(*lead, w.shape[0]) if x.ndim != 2 else y
+
+
+def _normalized(x: Tensor, dims: tuple[int, ...], eps: float) -> tuple[Tensor, Tensor]:
+    """(xhat, rstd) of layer_norm as recorded Tensor ops: xhat = (x - mean) rstd, rstd =
+    1 / sqrt(var + eps) with the biased variance over dims."""
+    centered = x - x.mean(dims, keepdim=True)
+    rstd = 1.0 / ((centered * centered).mean(dims, keepdim=True) + eps).sqrt()
+    return centered * rstd, rstd
+
+
+class LayerNorm(Op):
+    """y = xhat w + b over the last dims, xhat = (x - mean) rstd, rstd = 1 / sqrt(var + eps)
+    (biased variance); w and b may be None. One op for the ~11 of the composite, keeping xhat
+    and rstd. With g = gy w: gx = rstd (g - mean(g) - xhat mean(g xhat)), gw = sum(gy xhat),
+    gb = sum(gy), in Tensor ops; under create_graph xhat and rstd are rebuilt from x as
+    recorded ops (the saved ones are constants), which is why x is kept too."""
+
+    @staticmethod
+    def forward(ctx: Op, x: Any, w: Any, b: Any, dims: tuple[int, ...], eps: float) -> Any:
+        xp = ctx.xp
+        xhat = x - x.mean(axis=dims, keepdims=True)
+        var = (xhat * xhat).mean(axis=dims, keepdims=True)
+        var += eps
+        rstd = xp.reciprocal(xp.sqrt(var, out=var), out=var)
+        xhat *= rstd
+        y = xhat.copy() if w is None else xhat * w  # xhat is kept: y is a new array
+        if b is not None:
+            y += b
+        need_x, need_w, _ = ctx.needs_input_grad
+        ctx.save_for_backward(x if need_x else None, w if need_x else None,
+                              xhat if need_x or need_w else None, rstd if need_x else None)
+        ctx.dims, ctx.eps = dims, eps
+        return y
+
+    @staticmethod
+    def backward(ctx: Op, gy: Tensor) -> tuple[Any, ...]:
+        x, w, xhat, rstd = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        dims = ctx.dims
+        if grad_enabled.get() and need_x:  # create_graph: xhat and rstd as functions of x
+            xhat, rstd = _normalized(x, dims, ctx.eps)
+        gx = gw = gb = None
+        if need_w:
+            gw = sum_to(gy * xhat, ctx.input_shape(1))
+        if need_b:
+            gb = sum_to(gy, ctx.input_shape(2))
+        if need_x:
+            g = gy if w is None else gy * w
+            gx = (g - g.mean(dims, keepdim=True) - xhat * (g * xhat).mean(dims, keepdim=True))
+            gx = gx * rstd
+        return gx, gw, gb
+
+
+def layer_norm(x: Tensor, k: int, w: Tensor | None, b: Tensor | None, eps: float) -> Tensor:
+    """layer_norm over the last k dims of x (shapes checked by the caller). The statistics of
+    float16 are computed in float32 (they square x, which overflows float16 from |x| = 256 on)
+    and the result rounded once, as PyTorch's CPU kernel."""
+    given = [t for t in (x, w, b) if t is not None]
+    target = result_type(*given)
+    compute = "float32" if target.name == "float16" else target.name
+    x, w, b = (t if t is None or t.dtype.name == compute else t.to(dtype=compute)
+               for t in (x, w, b))
+    y = LayerNorm.apply(x, w, b, dims=tuple(range(x.ndim - k, x.ndim)), eps=float(eps))
+    return y if compute == target.name else y.to(dtype=target)

@@ -284,6 +284,27 @@ def test_embedding_gradient_sums_repeated_rows_as_torch(rows: int, width: int, r
     np.testing.assert_array_equal(emb.weight.grad.numpy(), weight.grad.numpy())
 
 
+def test_layer_norm_float16_rounds_once_as_torch(rng) -> None:
+    # One op computes in float32 (weight and bias included) and rounds the result once, as
+    # PyTorch's CPU kernel; the gradients come back in float16.
+    torch = pytest.importorskip("torch")
+    x, w, b, gy = (rng.standard_normal(s).astype(np.float16) * 3
+                   for s in ((4, 7, 16), (16,), (16,), (4, 7, 16)))
+    ours = [tg.tensor(a, requires_grad=True) for a in (x, w, b)]
+    theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    y = tg.nn.functional.layer_norm(ours[0], (16,), ours[1], ours[2])
+    ty = torch.nn.functional.layer_norm(theirs[0], (16,), theirs[1], theirs[2])
+    assert y.dtype == tg.float16
+    np.testing.assert_allclose(y.numpy().astype(np.float64), ty.detach().numpy(), atol=4e-3,
+                               rtol=2e-3)
+    y.backward(tg.tensor(gy))
+    ty.backward(torch.tensor(gy))
+    for a, t in zip(ours, theirs):
+        assert a.grad.dtype == tg.float16
+        np.testing.assert_allclose(a.grad.numpy().astype(np.float64), t.grad.numpy(),
+                                   atol=2e-2, rtol=1e-2)
+
+
 @pytest.mark.parametrize("make, x_shape, pattern", [
     (lambda: nn.Linear(4, 3), (2, 5), r"Linear: expected input with 4 features.*\(2, 5\)"),
     (lambda: nn.Conv2d(3, 8, 3), (2, 4, 6, 6),
