@@ -159,3 +159,20 @@ def test_train_digits_with_capture_ends_with_the_eager_weights(tmp_path: Path):
     for name, value in eager["model"].items():
         np.testing.assert_array_equal(captured["model"][name].numpy(), value.numpy(),
                                       err_msg=name)
+
+
+def test_an_array_made_by_numpy_work_the_recording_missed_is_refused():
+    """The backend graph directly: ndarray.compress is none of the hooks, so its result would
+    be a frozen copy; using it inside the recording raises instead of replaying stale values."""
+    graph = CPU.new_graph()
+    x = np.arange(6.0)
+    with pytest.raises(tg.CaptureError, match="does not record"):
+        with graph.capture():
+            unseen = graph.trace(x).compress([True, False, True, True, False, True])
+            unseen + 1
+    other = CPU.new_graph()
+    with other.capture():
+        y = other.trace(x) * 2 + 1
+    x[:] = 1.0
+    other.replay()
+    np.testing.assert_array_equal(y, np.full(6, 3.0))

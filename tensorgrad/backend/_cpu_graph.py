@@ -168,6 +168,7 @@ class CpuGraph:
         """Run fn on plain arguments now and record it; the result as the step will see it.
         `source`: fn copies this array (copy, astype, reshape ...), so a replay copies it
         straight into the buffer."""
+        _check_recorded((args, kwargs), fn)
         result = fn(*args, **kwargs)
         if result is None or kwargs.get("out") is not None:  # it wrote into an argument
             self.add(fn, args, kwargs)
@@ -244,6 +245,21 @@ def _method(name: str) -> Callable[..., Any]:
     return method
 
 
+def _check_recorded(value: Any, fn: Any) -> None:
+    """Refuse an array that NumPy made as a _Traced of its own: an operation none of the hooks
+    saw produced it, so a replay would read its values from the recording forever. (Every
+    array the hooks hand out is a view of a plain array: a buffer, a tensor's, a constant.)"""
+    for a in _arrays(value):
+        root = a
+        while isinstance(np.ndarray.base.__get__(root), np.ndarray):
+            root = np.ndarray.base.__get__(root)
+        if isinstance(root, _Traced):
+            raise CaptureError(
+                f"{getattr(fn, '__name__', fn)} inside a capture reads an array made by a NumPy "
+                "operation the CPU capture does not record; use tensorgrad ops (or the "
+                "backend's xp) for it")
+
+
 def _along_axis(arr: np.ndarray, indices: np.ndarray, axis: int
                 ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """np.take_along_axis(arr, indices, axis) as (arr, key) for arr[key]: the fancy index
@@ -287,6 +303,7 @@ class _Traced(np.ndarray):
             for name, default in (("where", True), ("dtype", None), ("keepdims", False)):
                 if name in kwargs and kwargs[name] is default:
                     del kwargs[name]
+        _check_recorded(inputs, ufunc)
         if method == "at" or out is not None:  # writes into memory that already exists
             fn(*args, **kwargs)
             graph.add(fn, args, kwargs)
@@ -327,6 +344,10 @@ class _Traced(np.ndarray):
             raise CaptureError("boolean-mask indexing inside a capture: the result's size "
                                "depends on the data; use where() or masked_fill instead")
         return _active.record(np.ndarray.__getitem__, (plain, key), {}, False)
+
+    def __iter__(self) -> Iterator[Any]:
+        # Through __getitem__, so elements of a 1-d array are recorded 0-d buffers, not values.
+        return (self[k] for k in range(len(self)))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         plain = self.view(np.ndarray)
