@@ -338,6 +338,9 @@ def main() -> None:
             parser.error(f"no such file: {rel}")
         if args.tests is None and rel not in TESTS:
             parser.error(f"no tests listed for {rel} in scripts/mutate.py; pass --tests")
+    # The forked runs share the copy's bytecode (only the mutated file's is dropped each time),
+    # even where the environment turns writing it off.
+    sys.dont_write_bytecode = False
     # A terminated run still removes its copy of the tree.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     results = []

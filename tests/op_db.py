@@ -351,6 +351,15 @@ OPS: list[OpSpec] = [
                m, x, _classes(m, x, _TARGETS_SPATIAL)), (((2, 3, 4, 2),),), dtypes=NN),
     OpSpec("nll_loss", lambda m, x: _losses("NLLLoss")(m, x, _classes(m, x, _TARGETS)),
            (((6, 4),),), dtypes=NN),
+    # unbatched: logits of shape (C,) and a 0-d target
+    OpSpec("cross_entropy_unbatched", lambda m, x: _losses("CrossEntropyLoss")(
+               m, x, _classes(m, x, 3)), (((4,),),), dtypes=NN),
+    OpSpec("cross_entropy_unbatched_weighted", lambda m, x: _losses(
+               "CrossEntropyLoss", weight=m.tensor([0.5, 2.0, 1.0, 1.5], dtype=x.dtype,
+                                                   device=x.device))(m, x, _classes(m, x, 1)),
+           (((4,),),), dtypes=NN),
+    OpSpec("nll_loss_unbatched", lambda m, x: _losses("NLLLoss")(m, x, _classes(m, x, 0)),
+           (((4,),),), dtypes=NN),
     OpSpec("binary_cross_entropy", _losses("BCELoss"), (((5, 3), (5, 3)), ((4,), (4,))),
            domains=((0.05, 0.95), (0.0, 1.0)), dtypes=NN),
     OpSpec("binary_cross_entropy_with_logits", _losses("BCEWithLogitsLoss"),

@@ -112,6 +112,49 @@ def test_out_of_range_targets_raise_on_the_cpu_and_give_nan_on_cuda(device: str)
     np.testing.assert_allclose(ignored.numpy(), [np.log(3), 0.0], rtol=1e-6)
 
 
+def test_out_of_range_message_names_the_first_bad_target_not_an_ignored_one() -> None:
+    x = tg.zeros(4, 3)
+    for loss in (F.cross_entropy, F.nll_loss):
+        with pytest.raises(IndexError, match=r"target 5 is out of bounds for 3 classes \(and is "
+                                             r"not ignore_index=-100\)"):
+            loss(x, tg.tensor([-100, 5, 2, -7]))
+        with pytest.raises(IndexError, match="target -1 is out of bounds"):
+            loss(x, tg.tensor([0, -1, 2, -100]), ignore_index=-100)
+        with pytest.raises(IndexError, match="target -100 is out of bounds"):
+            loss(x, tg.tensor([0, -100, 2, 1]), ignore_index=1)
+        # the edges of [0, C) are valid classes
+        np.testing.assert_allclose(loss(x, tg.tensor([0, 2, 2, 0]), reduction="none").numpy(),
+                                   [np.log(3) if loss is F.cross_entropy else 0.0] * 4)
+
+
+_LOSS_CALLS = {
+    "mse_loss": lambda r: F.mse_loss(tg.zeros(2), tg.zeros(2), reduction=r),
+    "cross_entropy": lambda r: F.cross_entropy(tg.zeros(2, 3), tg.tensor([0, 1]), reduction=r),
+    "nll_loss": lambda r: F.nll_loss(tg.zeros(2, 3), tg.tensor([0, 1]), reduction=r),
+    "binary_cross_entropy": lambda r: F.binary_cross_entropy(tg.zeros(2), tg.zeros(2),
+                                                             reduction=r),
+    "binary_cross_entropy_with_logits": lambda r: F.binary_cross_entropy_with_logits(
+        tg.zeros(2), tg.zeros(2), reduction=r),
+}
+
+
+@pytest.mark.parametrize("name", list(_LOSS_CALLS))
+def test_every_loss_refuses_an_unknown_reduction(name: str) -> None:
+    call = _LOSS_CALLS[name]
+    for reduction in ("avg", "Mean", None):
+        with pytest.raises(ValueError, match=rf"{name}: reduction must be 'mean', 'sum' or "
+                                             rf"'none', got {reduction!r}"):
+            call(reduction)
+    assert [call(r).shape for r in ("mean", "sum", "none")] == [(), (), (2,)]
+
+
+@pytest.mark.parametrize("module", ["MSELoss", "CrossEntropyLoss", "NLLLoss", "BCELoss",
+                                    "BCEWithLogitsLoss"])
+def test_every_loss_module_refuses_an_unknown_reduction(module: str) -> None:
+    with pytest.raises(ValueError, match="reduction must be 'mean', 'sum' or 'none', got 'avg'"):
+        getattr(nn, module)(reduction="avg")
+
+
 def test_bce_refuses_values_outside_0_1_on_the_cpu() -> None:
     p, t = tg.tensor([0.5, 0.5]), tg.tensor([1.0, 0.0])
     with pytest.raises(ValueError, match="input must be between 0 and 1.*with_logits"):
