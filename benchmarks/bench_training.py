@@ -169,13 +169,19 @@ def _captured_cases(impl: Impl) -> tuple[str, ...]:
     return ()
 
 
-def _captured(step: Callable[[], None]) -> Callable[[], None]:
-    """tg.capture(step), past its warm-up calls and the recording."""
+def _captured(impl: Impl, step: Callable[[], None]) -> Callable[[], None]:
+    """tg.capture(step), past its warm-up calls and the recording (made for the default
+    device, as step takes no tensor arguments)."""
     import tensorgrad as tg
 
     captured = tg.capture(step)
-    for _ in range(5):
-        captured()
+    before = tg.get_default_device()
+    tg.set_default_device(impl.device)
+    try:
+        for _ in range(5):
+            captured()
+    finally:
+        tg.set_default_device(before)
     return captured
 
 
@@ -188,7 +194,7 @@ def test_mlp_step_captured(benchmark: Any, impl: Impl, size: str) -> None:
     x, y = normal(impl, (batch, widths[0]), seed=2), labels(impl, batch, widths[-1])
     model = _autodiff_mlp(impl, widths)
     if impl.family == "tensorgrad":
-        step = _captured(_autodiff_step(impl, model, x, y))
+        step = _captured(impl, _autodiff_step(impl, model, x, y))
     else:
         step = _torch_graph_step(model.to("cuda"), x, y)
     measure(benchmark, impl, step, workload="mlp", case="mlp step captured", size=size,
@@ -334,7 +340,7 @@ def test_cnn_step_captured(benchmark: Any, impl: Impl, image: int) -> None:
     """The CNN step through tg.capture."""
     batch = config.sizes(impl.device).cnn_batch
     x, y = normal(impl, (batch, 1, image, image), seed=3), labels(impl, batch, CLASSES)
-    step = _captured(_autodiff_step(impl, _autodiff_cnn(impl, image), x, y))
+    step = _captured(impl, _autodiff_step(impl, _autodiff_cnn(impl, image), x, y))
     measure(benchmark, impl, step, workload="cnn", case="cnn step captured",
             size=f"{batch}x{image}x{image}", batch=batch)
 

@@ -271,3 +271,19 @@ def test_cnn_with_batchnorm_replays_match_eager_including_running_stats(device):
     assert runs[0][0] == runs[1][0]
     for key, value in runs[0][1].items():
         np.testing.assert_array_equal(value, runs[1][1][key], err_msg=key)
+
+
+def test_a_step_without_tensor_arguments_records_for_the_default_device(device):
+    if device != "cuda":
+        pytest.skip("the default device is the CPU here, where the step's tensors are")
+    w = tg.ones(3, device=device)
+    step = tg.capture(lambda: w * 2, warmup=1)
+    step()
+    with pytest.raises(tg.CaptureError, match="read a CUDA tensor"):
+        step()  # recorded for the CPU, the default device: refused, not a silent no-op
+    tg.set_default_device(device)
+    try:
+        fresh = tg.capture(lambda: w * 2, warmup=1)
+        assert [fresh().tolist() for _ in range(3)] == [[2.0] * 3] * 3
+    finally:
+        tg.set_default_device(None)

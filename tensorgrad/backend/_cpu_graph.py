@@ -137,6 +137,11 @@ class CpuGraph:
         """The array as the recording sees it: a _Traced view of the same memory, the same
         view object each time (the engine tells arrays apart by identity)."""
         if type(array) is not np.ndarray:
+            if hasattr(array, "__cuda_array_interface__"):
+                raise CaptureError(
+                    "a CPU recording read a CUDA tensor: the step's tensor arguments choose "
+                    "the device it is recorded for (the default device when it has none); "
+                    "pass one of its tensors on the GPU, or set the default device")
             return array
         hit = self._views.get(id(array))
         if hit is not None and hit[0] is array:
