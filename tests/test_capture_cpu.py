@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,20 @@ def test_an_array_made_by_numpy_work_the_recording_missed_is_refused():
     x[:] = 1.0
     other.replay()
     np.testing.assert_array_equal(y, np.full(6, 3.0))
+
+
+def test_other_threads_are_not_recorded():
+    """Tensors are read through the recording in every thread while it runs; only the
+    recording thread's work may land in the list (a loader thread's must not replay)."""
+    graph = CPU.new_graph()
+    x = np.ones(4)
+    seen = {}
+    with graph.capture():
+        worker = threading.Thread(target=lambda: seen.setdefault("y", graph.trace(x) + 1))
+        worker.start()
+        worker.join()
+        z = graph.trace(x) * 2
+    assert len(graph) == 1 and type(seen["y"]) is np.ndarray
+    x[:] = 5.0
+    graph.replay()
+    np.testing.assert_array_equal(z, np.full(4, 10.0))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,12 @@ if TYPE_CHECKING:
 _Entry = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 _active: CpuGraph | None = None  # the graph recording now (captures do not nest)
+_owner = 0  # the thread recording: arrays other threads touch meanwhile act as plain ones
+
+
+def _recording() -> CpuGraph | None:
+    """The graph that records what this thread does, if any."""
+    return _active if _active is not None and threading.get_ident() == _owner else None
 
 # NumPy functions whose result size depends on the values, or that answer on the host.
 _DATA_DEPENDENT = frozenset({
@@ -108,7 +115,7 @@ class CpuGraph:
     # ---- recording --------------------------------------------------------------------------
     @contextlib.contextmanager
     def capture(self) -> Iterator[CpuGraph]:
-        global _active
+        global _active, _owner
         backend = self._backend
         if self._entries is not None:
             raise RuntimeError("this graph already holds a capture; create a new one")
@@ -120,7 +127,7 @@ class CpuGraph:
         backend.kernels = _RecordingKernels(self, saved[1])
         backend._rng = _RecordingRng(self, saved[2])
         backend.capturing = True
-        _active = self
+        _active, _owner = self, threading.get_ident()
         self._pending = entries
         try:
             yield self
@@ -221,7 +228,7 @@ def _host_read(name: str) -> Callable[..., Any]:
     base = getattr(np.ndarray, name)
 
     def read(self: _Traced, *args: Any, **kwargs: Any) -> Any:
-        if _active is not None:
+        if _recording() is not None:
             raise CaptureError(
                 f"{name.strip('_')}() reads an array's values on the host inside a capture, "
                 "which the replay could not repeat; keep the values in tensors and read them "
@@ -240,11 +247,12 @@ def _method(name: str) -> Callable[..., Any]:
     def method(self: _Traced, *args: Any, **kwargs: Any) -> Any:
         plain = self.view(np.ndarray)
         args, kwargs = _plain(args), _plain(kwargs)
-        if _active is None:
+        graph = _recording()
+        if graph is None:
             return base(plain, *args, **kwargs)
         # A C-order copy of plain, whatever its new shape; order="F" reorders the elements.
         c_order = "order" not in kwargs and not (name in ("flatten", "ravel") and args)
-        return _active.record(base, (plain, *args), kwargs, takes_out,
+        return graph.record(base, (plain, *args), kwargs, takes_out,
                               plain if copies and c_order else None)
     method.__name__ = name
     return method
@@ -301,7 +309,7 @@ class _Traced(np.ndarray):
         args = _plain(inputs)
         out = kwargs.get("out")
         kwargs = _plain(kwargs)
-        graph = _active
+        graph = _recording()
         if graph is None:
             return fn(*args, **kwargs)
         if method != "__call__":  # NumPy's defaults, spelled out by the array methods
@@ -326,7 +334,8 @@ class _Traced(np.ndarray):
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         name = func.__name__
-        if _active is None:
+        graph = _recording()
+        if graph is None:
             return func(*_plain(args), **_plain(kwargs))
         if name in _DATA_DEPENDENT:
             raise CaptureError(
@@ -335,20 +344,21 @@ class _Traced(np.ndarray):
                 "cannot repeat")
         if name == "take_along_axis" and len(args) + len(kwargs) == 3 \
                 and (args + tuple(kwargs.values()))[2] is not None:
-            return _active.record(np.ndarray.__getitem__, _along_axis(*_plain(args),
-                                                                      **_plain(kwargs)),
-                                  {}, False)
-        return _active.record(func, _plain(args), _plain(kwargs), name in _TAKES_OUT)
+            return graph.record(np.ndarray.__getitem__, _along_axis(*_plain(args),
+                                                                    **_plain(kwargs)),
+                                {}, False)
+        return graph.record(func, _plain(args), _plain(kwargs), name in _TAKES_OUT)
 
     def __getitem__(self, key: Any) -> Any:
         plain = self.view(np.ndarray)
         key = _plain(key)
-        if _active is None:
+        graph = _recording()
+        if graph is None:
             return plain[key]
         if any(a.dtype == np.bool_ for a in _arrays(key)):
             raise CaptureError("boolean-mask indexing inside a capture: the result's size "
                                "depends on the data; use where() or masked_fill instead")
-        return _active.record(np.ndarray.__getitem__, (plain, key), {}, False)
+        return graph.record(np.ndarray.__getitem__, (plain, key), {}, False)
 
     def __iter__(self) -> Iterator[Any]:
         # Through __getitem__, so elements of a 1-d array are recorded 0-d buffers, not values.
@@ -358,8 +368,9 @@ class _Traced(np.ndarray):
         plain = self.view(np.ndarray)
         key, value = _plain(key), _plain(value)
         plain[key] = value
-        if _active is not None:
-            _active.add(np.ndarray.__setitem__, (plain, key, value))
+        graph = _recording()
+        if graph is not None:
+            graph.add(np.ndarray.__setitem__, (plain, key, value))
 
     for _name in ("copy", "astype", "flatten", "ravel", "reshape", "transpose", "swapaxes",
                   "squeeze", "take", "repeat", "dot", "argmax", "argmin", "argsort", "sort",
