@@ -194,3 +194,21 @@ def test_other_threads_are_not_recorded():
     x[:] = 5.0
     graph.replay()
     np.testing.assert_array_equal(z, np.full(4, 10.0))
+
+
+def test_embedding_gradients_follow_new_indices_on_replay():
+    """The CPU's scatter-add groups rows by the index values it sees: under a recording it
+    must be the np.add.at a replay repeats, not a grouping baked for the first indices."""
+    emb = nn.Embedding(10, 16)
+
+    def step(idx):
+        emb.weight.grad = None
+        emb(idx).sum().backward()
+        return emb.weight.grad
+
+    captured = tg.capture(step)
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        idx = tg.tensor(rng.integers(0, 10, 64))
+        got = captured(idx).numpy().copy()
+        np.testing.assert_array_equal(got, step(idx).numpy())

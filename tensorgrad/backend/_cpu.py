@@ -113,7 +113,8 @@ class CpuBackend(Backend):
         return CpuGraph(self)
 
     def scatter_add(self, target: np.ndarray, index: Any, values: np.ndarray) -> None:
-        if not _scatter_add_rows(target, index, values):
+        # The row grouping depends on the index values, which a replay must not bake in.
+        if self.capturing or not _scatter_add_rows(target, index, values):
             np.add.at(target, index, values)
 
     def manual_seed(self, seed: int) -> None:
