@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS: dict[str, list[str]] = {
     "tensorgrad/autograd/_engine.py": ["tests/test_engine.py", "tests/test_errors.py"],
     "tensorgrad/ops/reduction.py": [
-        "tests/test_errors.py", "tests/test_ops_torch.py", "tests/test_ops_grad.py",
+        "tests/test_ops_index.py", "tests/test_errors.py", "tests/test_ops_torch.py",
+        "tests/test_ops_grad.py",
         "-k", "sum or mean or max or min or var or std or prod or logsumexp or softmax or arg"
               " or reduc",
     ],

@@ -218,14 +218,18 @@ OPS: list[OpSpec] = [
     OpSpec("max_dim_keepdim", lambda m, x: m.max(x, -1, keepdim=True)[0], REDUCE),
     OpSpec("max_dims", lambda m, x: m.max(x, dim=(0, 2)), (((2, 3, 4),),),
            torch_fn=lambda m, x: m.amax(x, dim=(0, 2))),
+    OpSpec("max_dim_0d", lambda m, x: m.max(x, 0).values, (((),),)),
     OpSpec("amax", lambda m, x: m.amax(x, dim=1), REDUCE),
     OpSpec("min", lambda m, x: m.min(x), REDUCE_ALL),
     OpSpec("min_dim", lambda m, x: x.min(dim=0).values, REDUCE),
+    OpSpec("min_dim_0d_keepdim", lambda m, x: x.min(dim=-1, keepdim=True).values, (((),),)),
     OpSpec("amin_keepdim", lambda m, x: x.amin(dim=(0, 1), keepdim=True), REDUCE),
     OpSpec("var", lambda m, x: x.var(), REDUCE),
     OpSpec("var_dim", lambda m, x: m.var(x, dim=1), REDUCE),
     OpSpec("var_biased", lambda m, x: x.var(dim=(0, 1), correction=0, keepdim=True), REDUCE),
+    OpSpec("var_0d_biased", lambda m, x: x.var(correction=0), (((),),)),
     OpSpec("std", lambda m, x: x.std(), REDUCE),
+    OpSpec("std_biased", lambda m, x: m.std(x, dim=0, correction=0), REDUCE + (((),),)),
     OpSpec("std_dim", lambda m, x: m.std(x, dim=-1, keepdim=True), REDUCE),
     OpSpec("prod", lambda m, x: x.prod(), REDUCE_ALL),
     OpSpec("prod_dim", lambda m, x: m.prod(x, 1), REDUCE),
@@ -370,6 +374,24 @@ OPS: list[OpSpec] = [
     OpSpec("linear_sigmoid", _SIGMOID, (((3, 4), (2, 4), (2,)),), torch_fn=_SIGMOID_REF,
            dtypes=NN),
     OpSpec("linear_tanh", _TANH, (((3, 4), (2, 4), (2,)),), torch_fn=_TANH_REF, dtypes=NN),
+]
+
+# Ops without a gradient (their results are indices), compared with PyTorch exactly: the
+# defaults, keepdim with and without a dim, and the 0-d input.
+ARG_SAMPLES = (((3, 4),), (T((3, 4)),), ((2, 3, 4),), ((5,),), ((),))
+INDEX_OPS = [
+    OpSpec("argmax", lambda m, x: m.argmax(x), ARG_SAMPLES),
+    OpSpec("argmax_keepdim", lambda m, x: x.argmax(keepdim=True), ARG_SAMPLES),
+    OpSpec("argmax_dim", lambda m, x: x.argmax(0), ARG_SAMPLES),
+    OpSpec("argmax_dim_keepdim", lambda m, x: m.argmax(x, dim=-1, keepdim=True), ARG_SAMPLES),
+    OpSpec("argmin", lambda m, x: x.argmin(), ARG_SAMPLES),
+    OpSpec("argmin_keepdim", lambda m, x: m.argmin(x, keepdim=True), ARG_SAMPLES),
+    OpSpec("argmin_dim", lambda m, x: m.argmin(x, dim=-1), ARG_SAMPLES),
+    OpSpec("argmin_dim_keepdim", lambda m, x: x.argmin(0, keepdim=True), ARG_SAMPLES),
+    OpSpec("max_dim_indices", lambda m, x: m.max(x, 0).indices, ARG_SAMPLES),
+    OpSpec("max_dim_keepdim_indices", lambda m, x: x.max(-1, keepdim=True)[1], ARG_SAMPLES),
+    OpSpec("min_dim_indices", lambda m, x: x.min(dim=-1).indices, ARG_SAMPLES),
+    OpSpec("min_dim_keepdim_indices", lambda m, x: m.min(x, 0, True).indices, ARG_SAMPLES),
 ]
 
 OPS_BY_NAME = {spec.name: spec for spec in OPS}

@@ -313,7 +313,7 @@ def _arg(x: Tensor, dim: int | None, keepdim: bool, largest: bool, what: str) ->
         d = normalize_dim(dim, builtins.max(a.ndim, 1), what)
         out = x._backend.xp.asarray(a.argmax(axis=d) if largest else a.argmin(axis=d),
                                     dtype=np.int64)  # 1-d input: a scalar, not an array
-        if keepdim:
+        if keepdim and a.ndim:  # a 0-d input keeps its 0 dims, as PyTorch
             out = x._backend.xp.expand_dims(out, d)
     return Tensor._make(out, x._backend)
 
