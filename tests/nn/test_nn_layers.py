@@ -305,6 +305,17 @@ def test_layer_norm_float16_rounds_once_as_torch(rng) -> None:
                                    atol=2e-2, rtol=1e-2)
 
 
+def test_layer_norm_input_gradient_op_has_exact_derivatives(rng) -> None:
+    # layer_norm's backward is LayerNormGrad(gy w, xhat, rstd); its own backward (the second
+    # derivatives of layer_norm) against central differences, in every input.
+    from tensorgrad.ops.fused import LayerNormGrad
+
+    g, xhat = (tg.tensor(rng.standard_normal((3, 4, 5)), requires_grad=True) for _ in "ab")
+    rstd = tg.tensor(rng.uniform(0.5, 2.0, (3, 4, 1)), requires_grad=True)
+    tg.autograd.gradcheck(lambda g, xhat, rstd: LayerNormGrad.apply(g, xhat, rstd, dims=(2,)),
+                          [g, xhat, rstd])
+
+
 @pytest.mark.parametrize("make, x_shape, pattern", [
     (lambda: nn.Linear(4, 3), (2, 5), r"Linear: expected input with 4 features.*\(2, 5\)"),
     (lambda: nn.Conv2d(3, 8, 3), (2, 4, 6, 6),
