@@ -656,6 +656,44 @@ def test_relus_gradient_of_gradient_passes_at_nan(device: str) -> None:
     np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
+@pytest.mark.parametrize("beta, threshold", [(1.0, 20.0), (2.0, 3.0), (0.5, 1.0)])
+def test_softplus_at_its_threshold_follows_torch(beta: float, threshold: float,
+                                                  device: str) -> None:
+    # Exactly at beta x = threshold softplus is still the smooth branch (PyTorch's `>`); the
+    # points just beyond it are linear.
+    torch = pytest.importorskip("torch")
+    edge = threshold / beta
+    values = [edge, np.nextafter(edge, np.inf), np.nextafter(edge, -np.inf), edge + 1.0]
+    x = _t(values, device)
+    xt = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    y = tg.nn.functional.softplus(x, beta, threshold)
+    yt = torch.nn.functional.softplus(xt, beta, threshold)
+    np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-15)
+    w = [0.5, -2.0, 3.0, 0.25]
+    (y * _t(w, device, requires_grad=False)).sum().backward()
+    (yt * torch.tensor(w, dtype=torch.float64)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-15)
+
+
+@pytest.mark.parametrize("fn, name", [
+    (tg.relu, "Relu"), (tg.sigmoid, "Sigmoid"), (tg.tanh, "Tanh"), (tg.silu, "Silu"),
+    (tg.nn.functional.leaky_relu, "LeakyRelu"), (tg.nn.functional.elu, "Elu"),
+    (tg.nn.functional.gelu, "Gelu"), (lambda x: tg.nn.functional.gelu(x, approximate="tanh"),
+                                      "GeluTanh"),
+    (tg.nn.functional.softplus, "Softplus"),
+])
+def test_fused_activation_nodes_are_named_after_the_activation(fn, name: str,
+                                                               device: str) -> None:
+    x = _t([0.5, -1.0], device)
+    y = fn(x)
+    (gx,) = tg.grad(y.sum(), x, create_graph=True)
+    assert y.grad_fn.name() == f"{name}Backward"
+    assert gx.grad_fn.name() == f"{name}GradBackward"
+    gx.sum().backward()
+    with pytest.raises(RuntimeError, match=f"{name}GradBackward already ran its backward"):
+        gx.sum().backward()
+
+
 def test_clamp_passes_gradient_at_its_bounds(device: str) -> None:
     x = _t([-1.0, 0.0, 1.0, 2.0], device)
     x.clamp(0.0, 1.0).sum().backward()
