@@ -1,7 +1,9 @@
-"""`python -m benchmarks [--quick] [--out DIR] [--devices cpu,cuda] [--threads N] [-k EXPR]`:
-run the suites with pytest-benchmark, then write the report (report.md, results.csv, PNG plots,
-the raw benchmark.json) under DIR/<device name>/ (DIR defaults to benchmarks/results, or
-benchmarks/results/quick in quick mode so a smoke run never overwrites the published tables).
+"""`python -m benchmarks [--quick] [--out DIR] [--devices cpu,cuda,emulated] [--threads N]
+[-k EXPR]`: run the suites with pytest-benchmark, count the launches and bytes of an MLP step
+on the emulated CUDA (device kind `emulated`, see counts.py), then write the report (report.md,
+results.csv, PNG plots, the raw benchmark.json and counts.json) under DIR/<device name>/ (DIR
+defaults to benchmarks/results, or benchmarks/results/quick in quick mode so a smoke run never
+overwrites the published tables).
 
 Quick mode is built for a busy machine: one CPU thread unless --threads says otherwise, and
 config.PASSES[mode] passes of the whole suite, each a pytest process of its own, merged by
@@ -30,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the results (a subfolder per device is made)")
     parser.add_argument("--devices", default=None,
-                        help="comma-separated device kinds to run (cpu,cuda); default: all")
+                        help="comma-separated device kinds to run (cpu,cuda,emulated; "
+                             "emulated: launch and byte counts on tests/cuda_emulator); "
+                             "default: all")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads of BLAS, OpenMP and PyTorch (default: 1 with --quick, "
                              "else the libraries' own choice); 1 gives steady ratios on a "
@@ -54,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CUPY_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp"))
                                                 / "tg-cupy-cache"))
 
-    from .config import PASSES
+    from .config import COUNTED_MLP_SIZES, PASSES
+    from .counts import emulated_counts
     from .impls import device_slug, environment
     from .report import merge_passes, write_report
 
@@ -82,19 +87,28 @@ def main(argv: list[str] | None = None) -> int:
                                                    for k in range(1, passes + 1)]
     start = time.perf_counter()
     code = 0
-    for k, path in enumerate(pass_paths, 1):
+    kinds = args.devices.split(",") if args.devices else ["cpu", "cuda", "emulated"]
+    counts_path = out / "counts.json"
+    counts_path.unlink(missing_ok=True)
+    if "emulated" in kinds:
+        print("launches and bytes per MLP step on the emulated CUDA (counts, not timings)",
+              flush=True)
+        code = emulated_counts(counts_path, COUNTED_MLP_SIZES)
+    json_path.unlink(missing_ok=True)
+    for k, path in enumerate(pass_paths if {"cpu", "cuda"} & set(kinds) else [], 1):
         path.unlink(missing_ok=True)
         if passes > 1:
             print(f"pass {k} of {passes}", flush=True)
         child_env["TG_BENCH_PASS"] = str(k)
-        code = code or subprocess.run([*pytest_args, f"--benchmark-json={path}"],
-                                      env=child_env).returncode
+        returncode = subprocess.run([*pytest_args, f"--benchmark-json={path}"],
+                                    env=child_env).returncode
+        code = code or returncode
     elapsed = time.perf_counter() - start
     ran = [p for p in pass_paths if p.exists()]
-    if not ran:
+    if not ran and not counts_path.exists():
         print("no benchmark ran; no report written", file=sys.stderr)
         return code or 1
-    if passes > 1:
+    if passes > 1 and ran:
         merge_passes(ran, json_path)
         for path in ran:
             path.unlink()

@@ -88,6 +88,10 @@ MODES: dict[str, dict[str, Sizes]] = {
 }
 
 
+# MLP sizes whose launches and bytes per step are counted on the emulated CUDA, in every mode
+# (counts do not depend on the machine; the emulator's host GEMM makes "large" take minutes).
+COUNTED_MLP_SIZES = ("small", "medium")
+
 # Passes of the whole suite per mode; the report keeps each case's fastest pass.
 PASSES = {"full": 1, "quick": 3}
 

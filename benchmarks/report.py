@@ -218,8 +218,9 @@ class Target:
                 verdict, self.note]
 
 
-def targets(ix: Index) -> list[Target]:
-    """The speed targets of issues 2 to 5 and 7, each a ratio measured in this run."""
+def targets(ix: Index, counts: list[dict[str, Any]] | None = None) -> list[Target]:
+    """The speed targets of issues 2 to 5 and 7, each a ratio measured in this run, and the
+    emulated launch and byte counts of issue 11."""
     out = []
     tg, torch = ix.get("overhead", f"{CHAIN_OPS}-op chain fwd+bwd", 1, "tensorgrad-cpu"), \
         ix.get("overhead", f"{CHAIN_OPS}-op chain fwd+bwd", 1, "torch-cpu")
@@ -298,7 +299,20 @@ def targets(ix: Index) -> list[Target]:
         out.append(Target(f"{what}, float32 state dict of {sizes[-1] if sizes else '-'} MiB "
                           "(issue 18)", ratio(tg, torch), 1.0, note=_pair_note(tg, torch),
                           records=(tg, torch)))
+    by = {(c["size"], c["impl"]): c for c in counts or ()}
+    for size in ("small", "medium"):
+        tg, hand = by.get((size, "tensorgrad-cuda")), by.get((size, "hand-cupy"))
+        for key, what in (("launches", "launches"), ("bytes", "bytes read + written")):
+            # Counts are exact, not timed: never noisy.
+            out.append(Target(f"emulated CUDA MLP step {size}, {what}, tensorgrad / hand-cupy "
+                              "(issue 11)", tg[key] / hand[key] if tg and hand else None, 1.1,
+                              note=f"{_count(tg[key], key)} vs {_count(hand[key], key)}"
+                              if tg and hand else ""))
     return out
+
+
+def _count(value: int, key: str) -> str:
+    return f"{value / 2**20:.2f} MiB" if key == "bytes" else str(value)
 
 
 def _pair_note(a: Record | None, b: Record | None, per: int = 1) -> str:
@@ -397,7 +411,28 @@ def section_simple(ix: Index, workload: str, case: str, title: str, device: str,
     return f"### {title} on {device} ({tg}, {hand}, {torch})\n\n" + table(header, rows)
 
 
-def render(records: list[Record], env: dict[str, str], mode: str, elapsed: float | None) -> str:
+def section_counts(counts: list[dict[str, Any]]) -> str:
+    """Launches and bytes per MLP step on the emulated CUDA, tensorgrad against hand-cupy."""
+    by = {(c["size"], c["impl"]): c for c in counts}
+    rows = []
+    for size in sorted({c["size"] for c in counts}, key=_size_key):
+        tg, hand = by.get((size, "tensorgrad-cuda")), by.get((size, "hand-cupy"))
+        row = [fmt_size(size, pow2=False)]
+        for key in ("launches", "gemms", "bytes"):
+            row += [_count(c[key], key) if c else "-" for c in (tg, hand)]
+            if key != "gemms":
+                row.append(fmt_num(tg[key] / hand[key] if tg and hand else None))
+        rows.append(row)
+    return ("### Launches and bytes per MLP step (emulated CUDA)\n\n"
+            "One SGD step (its second call) on the emulated CuPy of tests/cuda_emulator: "
+            "kernel launches (GEMMs among them) and bytes read + written by all of them. "
+            "Hardware-independent counts, not GPU timings.\n\n"
+            + table(["size", "tg launches", "hand launches", "tg / hand", "tg GEMMs",
+                     "hand GEMMs", "tg bytes", "hand bytes", "tg / hand"], rows))
+
+
+def render(records: list[Record], env: dict[str, str], mode: str, elapsed: float | None,
+           counts: list[dict[str, Any]] | None = None) -> str:
     ix = Index(records)
     parts = ["# tensorgrad benchmark report", ""]
     parts.append(table(["", ""], [[k, v] for k, v in env.items()]
@@ -413,7 +448,7 @@ def render(records: list[Record], env: dict[str, str], mode: str, elapsed: float
                   "(the `noisy` column of results.csv). A target missed on such a case reads "
                   "\"unsure\", not \"no\".", ""]
     parts += ["## Targets", "", table(["target", "measured", "target", "met?", "times"],
-                                      [t.row() for t in targets(ix)]), ""]
+                                      [t.row() for t in targets(ix, counts)]), ""]
     parts += ["## Results", "", section_overhead(ix), ""]
     for device in ix.devices("activation"):
         parts += [section_activations(ix, device), ""]
@@ -429,6 +464,8 @@ def render(records: list[Record], env: dict[str, str], mode: str, elapsed: float
              "time")):
         for device in ix.devices(workload):
             parts += [section_simple(ix, workload, case, title, device, metric), ""]
+    if counts:
+        parts += [section_counts(counts), ""]
     return "\n".join(parts)
 
 
@@ -538,10 +575,14 @@ def _save(fig: Any, path: Path, plt: Any) -> Path:
 
 def write_report(json_path: Path, out: Path, env: dict[str, str], mode: str,
                  elapsed: float | None = None) -> list[Path]:
-    """Write report.md, results.csv and the plots next to json_path; return their paths."""
-    records, _ = load(json_path)
+    """Write report.md, results.csv and the plots next to json_path (with the emulated counts
+    of counts.json there, if any; json_path may be missing where only counts were run);
+    return their paths."""
+    records = load(json_path)[0] if json_path.exists() else []  # a run of counts only
+    counts_path = json_path.parent / "counts.json"
+    counts = json.loads(counts_path.read_text()) if counts_path.exists() else None
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(render(records, env, mode, elapsed) + "\n")
+    (out / "report.md").write_text(render(records, env, mode, elapsed, counts) + "\n")
     (out / "environment.json").write_text(json.dumps(dict(env, mode=mode), indent=1) + "\n")
     write_csv(records, out / "results.csv")
     return [out / "report.md", out / "results.csv", *write_plots(records, out)]

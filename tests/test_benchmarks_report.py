@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.config import NOISY_RATIO
-from benchmarks.report import Record, Target, load, merge_passes
+from benchmarks.report import Index, Record, Target, load, merge_passes, targets
 
 
 def _record(time: float, median: float, pass_times: list[float] | None = None) -> Record:
@@ -74,3 +74,15 @@ def test_passes_merge_to_each_cases_fastest_pass(tmp_path: Path) -> None:
     assert by_impl["tg"].time == 1.04e-3 and by_impl["tg"].inner == 3
     assert by_impl["tg"].pass_times == [86e-3, 1.04e-3, 1.1e-3] and by_impl["tg"].noisy
     assert by_impl["torch"].time == 0.9e-3 and not by_impl["torch"].noisy
+
+
+def test_count_targets_hold_tensorgrad_to_1_1x_the_hand_steps_launches_and_bytes() -> None:
+    counts = [{"size": "small", "impl": "tensorgrad-cuda", "launches": 50, "bytes": 2**20},
+              {"size": "small", "impl": "hand-cupy", "launches": 45, "bytes": 2**21}]
+    rows = {t.what: t.row() for t in targets(Index([]), counts) if "(issue 11)" in t.what}
+    step = "emulated CUDA MLP step {}, {}, tensorgrad / hand-cupy (issue 11)"
+    assert rows[step.format("small", "launches")][1:] == ["1.11x", "<= 1.1x", "**no**",
+                                                          "50 vs 45"]
+    assert rows[step.format("small", "bytes read + written")][1:] == [
+        "0.5x", "<= 1.1x", "yes", "1.00 MiB vs 2.00 MiB"]
+    assert rows[step.format("medium", "launches")][3] == "not measured"

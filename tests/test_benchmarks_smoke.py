@@ -1,10 +1,13 @@
 """Smoke test of the benchmark suite: `python -m benchmarks --quick` runs every workload on
-the CPU and writes the report, the CSV and the plots. Numbers are not asserted (CI machines
-are shared and slow); the suite's own targets are judged in benchmarks/RESULTS.md."""
+the CPU, counts the launches and bytes of the MLP steps on the emulated CUDA, and writes the
+report, the CSV and the plots. Times are not asserted (CI machines are shared and slow; the
+suite's timed targets are judged in benchmarks/RESULTS.md); the counts, which no machine
+changes, are held to their targets."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -21,7 +24,7 @@ def test_quick_benchmarks_write_the_report(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--devices", "cpu", "--out",
+        [sys.executable, "-m", "benchmarks", "--quick", "--devices", "cpu,emulated", "--out",
          str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (out,) = tmp_path.iterdir()  # one folder, named by the device
@@ -42,3 +45,13 @@ def test_quick_benchmarks_write_the_report(tmp_path: Path) -> None:
     assert all(float(r["min_s"]) > 0 for r in rows)
     for plot in ("activations.png", "matmul.png", "training.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    counts = json.loads((out / "counts.json").read_text())
+    assert [(c["size"], c["impl"]) for c in counts] == [
+        (size, impl) for size in ("small", "medium") for impl in ("tensorgrad-cuda", "hand-cupy")]
+    for c in counts:
+        assert sum(c["by_name"].values()) == c["launches"] and c["gemms"] == 8, c
+    assert "Launches and bytes per MLP step (emulated CUDA)" in report
+    verdicts = [line.split(" | ")[3] for line in report.splitlines()
+                if line.startswith("| emulated CUDA MLP step")]
+    assert verdicts == ["yes"] * 4, report
