@@ -1,7 +1,7 @@
 """tg.nn.functional (import as F): the layers and losses as functions, as torch.nn.functional.
 
-Layers here are composites of core ops (batch_norm, layer_norm, dropout, embedding, the
-losses other than cross-entropy) or wrappers of the ops in ops/fused.py (linear), ops/conv.py
+Layers here are composites of core ops (batch_norm, dropout, embedding, the losses other
+than cross-entropy) or wrappers of the ops in ops/fused.py (linear, layer_norm), ops/conv.py
 (conv2d, avg_pool2d), ops/pooling.py (max_pool2d) and ops/loss.py (cross_entropy without class
 weights, binary_cross_entropy). No Op class lives in nn/. The activations are the core's,
 re-exported.
