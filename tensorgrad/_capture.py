@@ -102,7 +102,11 @@ class CapturedStep:
     tensors as arguments of their own). Inside the recording, reading values on the host
     (.item(), .numpy(), printing, bool() or a Python branch on a tensor) and ops whose output
     size depends on the data raise CaptureError, on every device. Random draws draw anew on
-    every replay; learning rates set by schedulers are read on every replay."""
+    every replay; learning rates set by schedulers are read on every replay. The recording
+    holds the arrays the step used: changes in place (load_state_dict into a model, a new
+    learning rate) are seen, but tensors replaced afterwards (optimizer.load_state_dict makes
+    new state tensors) are not, so capture after restoring a checkpoint. Every intermediate
+    keeps its own buffer, as in a CUDA graph's private pool."""
 
     def __init__(self, fn: Callable[..., Any], warmup: int = 2, max_graphs: int = 8) -> None:
         if warmup < 1:
