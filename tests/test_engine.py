@@ -169,6 +169,22 @@ def test_grad_allow_unused(device: str) -> None:
     assert gx.item() == 3.0 and gu is None
 
 
+def test_backward_of_a_leaf_itself(device: str) -> None:
+    x = _t([1.0, 2.0], device)
+    x.backward(_t([0.5, -3.0], device, requires_grad=False))
+    np.testing.assert_array_equal(x.grad.numpy(), [0.5, -3.0])
+    (gx,) = tg.grad(x, x, grad_outputs=_t([2.0, 7.0], device, requires_grad=False))
+    np.testing.assert_array_equal(gx.numpy(), [2.0, 7.0])
+
+
+def test_grad_leaves_every_dot_grad_alone(device: str) -> None:
+    x, other = _t([1.0, 2.0], device), _t([3.0, 4.0], device)
+    y = (x * other).sum()
+    (gx,) = tg.grad(y, x)
+    np.testing.assert_array_equal(gx.numpy(), [3.0, 4.0])
+    assert x.grad is None and other.grad is None
+
+
 def test_grad_of_non_leaf_input(device: str) -> None:
     x = _t([1.0, 2.0], device)
     h = x * 2.0

@@ -127,6 +127,8 @@ class Prod(Op):
 def _products_of_others(xp: Any, a: Any, dims: tuple[int, ...]) -> Any:
     """For each element of a, the product of the other elements of its slice over dims, from
     exclusive cumulative products from both sides (no division, so zeros are fine)."""
+    if a.size == 0:  # no elements, nothing to multiply (and -1 below would be ambiguous)
+        return xp.ones_like(a)
     rest = [i for i in range(a.ndim) if i not in dims]
     moved = xp.transpose(a, rest + list(dims))
     flat = moved.reshape(moved.shape[:len(rest)] + (-1,))

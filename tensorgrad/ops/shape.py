@@ -177,7 +177,9 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     end = normalize_dim(end_dim, x.ndim, "flatten")
     if start > end:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
-    return reshape(x, x.shape[:start] + (-1,) + x.shape[end + 1:])
+    # The merged size spelled out, not -1: with a 0 elsewhere in the shape, -1 is ambiguous
+    merged = math.prod(x.shape[start:end + 1])
+    return reshape(x, x.shape[:start] + (merged,) + x.shape[end + 1:])
 
 
 def permute(x: Tensor, *dims: Any) -> Tensor:
