@@ -407,8 +407,10 @@ def _our_step(opt, p, g, state, step):
                                        kw["beta2"], kw["eps"], kw["weight_decay"], count)
         assert count == step
     else:
+        count = np.full((), step - 1.0)
         K.rmsprop_step(p, g, state["sq"], kw["lr"], kw["alpha"], kw["eps"],
-                       kw["weight_decay"], kw["momentum"], state.get("buf"))
+                       kw["weight_decay"], kw["momentum"], state.get("buf"), count)
+        assert count == step
 
 
 def _new_state(opt, like):
@@ -448,10 +450,12 @@ def test_optimizer_matches_torch(opt, dtype, layout, rng):
 
 @pytest.mark.parametrize("step", [1, np.float64(1), np.zeros(1, np.float32)],
                          ids=["int", "numpy scalar", "float32 array"])
-def test_adam_refuses_a_step_count_it_cannot_increment(step):
+def test_optimizers_refuse_a_step_count_they_cannot_increment(step):
     p = np.zeros(3, np.float32)
-    with pytest.raises(TypeError, match="step must be the step count, a 1-element float64"):
+    with pytest.raises(TypeError, match="step count must be a 1-element float64"):
         K.adam_step(p, p.copy(), p.copy(), p.copy(), 1e-3, 0.9, 0.999, 1e-8, 0.0, step)
+    with pytest.raises(TypeError, match="step count must be a 1-element float64"):
+        K.rmsprop_step(p, p.copy(), p.copy(), 1e-3, 0.99, 1e-8, 0.0, 0.0, None, step)
     assert not p.any()
 
 

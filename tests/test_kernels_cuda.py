@@ -157,7 +157,10 @@ def _step(kernels, name, args, p, g, st, step):
         assert float(count) == step
     else:
         lr, alpha, eps, wd, momentum = args
-        kernels.rmsprop_step(p, g, st["sq"], lr, alpha, eps, wd, momentum, st.get("buf"))
+        count = (np if kernels is CPU else cupy).full((), step - 1.0)
+        kernels.rmsprop_step(p, g, st["sq"], lr, alpha, eps, wd, momentum, st.get("buf"),
+                             count)
+        assert float(count) == step
 
 
 def _max_ulp(name: str, dtype) -> int:
@@ -214,12 +217,22 @@ def test_adam_rounds_one_minus_beta_once(rng):
     np.testing.assert_array_equal(cupy.asnumpy(v), np.float32(0.001) * g * g)
 
 
-def test_adam_refuses_a_step_count_it_cannot_increment():
+def test_optimizers_refuse_a_step_count_they_cannot_increment():
     p = cupy.zeros(3, np.float32)
     for step in (1, np.zeros(1), cupy.zeros(1, np.float32)):  # host memory is not the device's
-        with pytest.raises(TypeError, match="step must be the step count, a 1-element float64"):
+        with pytest.raises(TypeError, match="step count must be a 1-element float64"):
             GPU.adamw_step(p, p.copy(), p.copy(), p.copy(), 1e-3, 0.9, 0.999, 1e-8, 0.1, step)
+        with pytest.raises(TypeError, match="step count must be a 1-element float64"):
+            GPU.rmsprop_step(p, p.copy(), p.copy(), 1e-3, 0.99, 1e-8, 0.0, 0.9, p.copy(), step)
     assert not p.any()
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_rmsprop_counts_the_step_of_an_empty_parameter(momentum):
+    # No element, no launch: the count is bumped apart, as PyTorch counts every step.
+    p, step = cupy.zeros(0, np.float32), cupy.zeros(())
+    GPU.rmsprop_step(p, p.copy(), p.copy(), 1e-3, 0.99, 1e-8, 0.0, momentum, p.copy(), step)
+    assert float(step) == 1.0
 
 
 def test_optimizer_updates_a_non_contiguous_parameter_in_place(rng):

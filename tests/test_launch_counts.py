@@ -108,3 +108,19 @@ def test_adam_launches_twice_per_parameter(opt_cls: type) -> None:
     assert by_name == {"tg_adam_scalars": 1, "tg_adam_step": 1} and gemms == 0
     assert nbytes == (8 + 2 * 8 + 3 * 8) + (F * 12 + 3 * 8 + 3 * 2 * F * 12)
     assert float(opt.state[p]["step"]) == 2.0
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_rmsprop_launches_once_per_parameter(momentum: float) -> None:
+    # The update also counts the step (the thread of element 0 does; PyTorch keeps the count
+    # in the state): reads g and lr, reads and writes p, sq (and buf) and the float64 step.
+    # The count was a launch of its own.
+    p = tg.zeros(3, 4, device="cuda", requires_grad=True)
+    p.grad = tg.ones(3, 4, device="cuda")
+    opt = tg.optim.RMSprop([p], lr=0.1, momentum=momentum)
+    by_name, gemms, nbytes = _counted(opt.step)
+    name = "tg_rmsprop_momentum_step" if momentum else "tg_rmsprop_step"
+    assert by_name == {name: 1} and gemms == 0
+    states = 3 if momentum else 2
+    assert nbytes == F * 12 + 8 + states * 2 * F * 12 + 2 * 8
+    assert float(opt.state[p]["step"]) == 2.0

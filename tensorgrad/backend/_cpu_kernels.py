@@ -47,6 +47,15 @@ def _host(value: Any) -> float:
     return float(np.reshape(value, ())) if isinstance(value, np.ndarray) else float(value)
 
 
+def _count_step(step: Any) -> None:
+    """Increment an optimizer's step count, a 1-element float64 array (state["step"]), in
+    place, as the CUDA kernels do on the device."""
+    if not (isinstance(step, np.ndarray) and step.size == 1 and step.dtype == np.float64):
+        raise TypeError("an optimizer's step count must be a 1-element float64 array "
+                        f"(state['step']), which the step increments; got {step!r}")
+    step += 1
+
+
 def _dest(out: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
     """Where the last operation may write directly: out, unless float16 must round first."""
     return None if dtype == _F16 else out
@@ -564,10 +573,7 @@ class CpuKernels:
     def _adam(self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: Any,
               beta1: float, beta2: float, eps: float, step: Any, l2: float,
               decay: float) -> None:
-        if not (isinstance(step, np.ndarray) and step.size == 1 and step.dtype == np.float64):
-            raise TypeError("adam_step's step must be the step count, a 1-element float64 "
-                            f"array that the step increments; got {step!r}")
-        step += 1
+        _count_step(step)
         dt = p.dtype
         lr, step = _host(lr), _host(step)
         step_size = _scalar(lr / (1.0 - beta1 ** step), dt)
@@ -592,8 +598,10 @@ class CpuKernels:
 
     def rmsprop_step(self, p: np.ndarray, g: np.ndarray, sq: np.ndarray, lr: Any,
                      alpha: float, eps: float, weight_decay: float, momentum: float,
-                     buf: np.ndarray | None) -> None:
-        """torch.optim.RMSprop (centered=False) on one tensor; buf is None when momentum == 0."""
+                     buf: np.ndarray | None, step: np.ndarray) -> None:
+        """torch.optim.RMSprop (centered=False) on one tensor; buf is None when momentum == 0;
+        step is the step count (as adam_step's), incremented here."""
+        _count_step(step)
         dt = p.dtype
         pc, gc, sc = _up(p), _up(g), _up(sq)
         if weight_decay != 0:

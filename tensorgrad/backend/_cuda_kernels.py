@@ -67,8 +67,10 @@ _KERNELS: dict[str, tuple[str, str, str, str]] = {
                           "tg_real<T>(scale[0]))")),
     # Optimizer steps: parameter and state are outputs updated in place, loaded into the
     # compute type, stepped, and stored back (one rounding per step for float16). The learning
-    # rate and Adam's step count are read on the device (raw, 1-element float64 arrays), so a
-    # captured CUDA graph picks up a scheduler's new rate and counts its own steps. Coefficients
+    # rate and the step count are read and counted on the device (raw, 1-element float64
+    # arrays), so a captured CUDA graph picks up a scheduler's new rate and counts its own
+    # steps; RMSprop's count is bookkeeping only (PyTorch keeps it), bumped by the thread of
+    # element 0 rather than by a launch of its own. Coefficients
     # 1 - beta come computed on the host in double (om_ = "one minus"), as PyTorch passes them.
     "sgd_step": ("optimizers.cuh", "T g, raw float64 lr, float64 wd", "T p",
                  "tg_real<T> pc = p; tg_sgd_step(pc, g, tg_real<T>(lr[0]), wd); p = pc"),
@@ -103,16 +105,18 @@ _KERNELS: dict[str, tuple[str, str, str, str]] = {
     "rmsprop_step": (
         "optimizers.cuh",
         "T g, raw float64 lr, float64 alpha, float64 om_alpha, float64 eps, float64 wd",
-        "T p, T sq",
-        ("tg_real<T> pc = p, sc = sq; "
+        "T p, T sq, raw float64 step",
+        ("if (i == 0) step[0] += 1; "
+         "tg_real<T> pc = p, sc = sq; "
          "tg_rmsprop_step(pc, g, sc, tg_real<T>(lr[0]), alpha, om_alpha, eps, wd); "
          "p = pc; sq = sc")),
     "rmsprop_momentum_step": (
         "optimizers.cuh",
         ("T g, raw float64 lr, float64 alpha, float64 om_alpha, float64 eps, float64 wd, "
          "float64 momentum"),
-        "T p, T sq, T buf",
-        ("tg_real<T> pc = p, sc = sq, bc = buf; "
+        "T p, T sq, T buf, raw float64 step",
+        ("if (i == 0) step[0] += 1; "
+         "tg_real<T> pc = p, sc = sq, bc = buf; "
          "tg_rmsprop_momentum_step(pc, g, sc, bc, tg_real<T>(lr[0]), alpha, om_alpha, eps, wd, "
          "momentum); p = pc; sq = sc; buf = bc")),
 }
@@ -240,11 +244,20 @@ class CudaKernels:
         return self._rows("tg_log_softmax_bwd", (y, gy), (), out)
 
     def _device_scalar(self, value: Any) -> Any:
-        """A learning rate or step count as the 1-element float64 device array the kernels
-        read; the optimizers pass such arrays already, so this fills only for direct calls."""
+        """A learning rate as the 1-element float64 device array the kernels read; the
+        optimizers pass such arrays already, so this fills only for direct calls."""
         if isinstance(value, self._cupy.ndarray):
             return value.reshape(1)
         return self._cupy.full((1,), float(np.reshape(value, ())), dtype=np.float64)
+
+    def _step_count(self, step: Any) -> Any:
+        """An optimizer's step count as the kernels take it: a 1-element float64 device array
+        (state["step"]), which the kernel increments."""
+        if not (isinstance(step, self._cupy.ndarray) and step.size == 1
+                and step.dtype == np.float64):
+            raise TypeError("an optimizer's step count must be a 1-element float64 device "
+                            f"array (state['step']), which the step increments; got {step!r}")
+        return step.reshape(1)
 
     def sgd_step(self, p: Any, g: Any, buf: Any, lr: Any, momentum: float, dampening: float,
                  weight_decay: float, nesterov: bool, first_step: bool = False) -> None:
@@ -275,23 +288,25 @@ class CudaKernels:
         # Two launches: the step count and the per-step scalars once (pow, sqrt, division in
         # double on one thread), then the element update, which only loads them and stays
         # bandwidth-bound.
-        if not (isinstance(step, self._cupy.ndarray) and step.size == 1
-                and step.dtype == np.float64):
-            raise TypeError("adam_step's step must be the step count, a 1-element float64 "
-                            f"device array that the step increments; got {step!r}")
+        step = self._step_count(step)
         scalars = self._cupy.empty(3, dtype=np.float64)
         self._adam_scalars(self._device_scalar(lr), float(beta1), float(beta2),
-                           float(decoupled_wd), step.reshape(1), scalars, size=1)
+                           float(decoupled_wd), step, scalars, size=1)
         self._adam_step(g, scalars, float(l2), 1.0 - float(beta1), float(beta2),
                         1.0 - float(beta2), float(eps), p, m, v)
 
     def rmsprop_step(self, p: Any, g: Any, sq: Any, lr: Any, alpha: float, eps: float,
-                     weight_decay: float, momentum: float, buf: Any) -> None:
+                     weight_decay: float, momentum: float, buf: Any, step: Any) -> None:
         """torch.optim.RMSprop (centered=False) on one tensor, in place; buf is None when
-        momentum == 0."""
+        momentum == 0; step is the step count (as adam_step's), incremented by the same
+        launch."""
+        step = self._step_count(step)
+        if p.size == 0:  # no launch, so no element 0 to count the step
+            step += 1
+            return
         lr = self._device_scalar(lr)
         args = (g, lr, float(alpha), 1.0 - float(alpha), float(eps), float(weight_decay))
         if momentum == 0:
-            self._rmsprop_step(*args, p, sq)
+            self._rmsprop_step(*args, p, sq, step)
         else:
-            self._rmsprop_momentum_step(*args, float(momentum), p, sq, buf)
+            self._rmsprop_momentum_step(*args, float(momentum), p, sq, buf, step)

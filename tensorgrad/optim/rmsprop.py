@@ -32,10 +32,9 @@ class RMSprop(Optimizer):
             state["square_avg"] = _zeros_state(p)
         if group["momentum"] > 0 and "momentum_buffer" not in state:
             state["momentum_buffer"] = _zeros_state(p)
-        step = state["step"]._data
-        step += 1
         buf = state["momentum_buffer"]._data if group["momentum"] > 0 else None
+        # The kernel counts the step (on CUDA in the update's launch).
         p._backend.kernels.rmsprop_step(p._data, g._data, state["square_avg"]._data,
                                         group.lr_array(p._backend),
                                         group["alpha"], group["eps"], group["weight_decay"],
-                                        group["momentum"], buf)
+                                        group["momentum"], buf, state["step"]._data)
