@@ -45,28 +45,29 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS: dict[str, list[str]] = {
     "tensorgrad/autograd/_engine.py": ["tests/test_engine.py", "tests/test_errors.py"],
     "tensorgrad/ops/reduction.py": [
-        "tests/test_ops_index.py", "tests/test_errors.py", "tests/test_ops_torch.py",
-        "tests/test_ops_grad.py",
+        "tests/test_ops_index.py", "tests/test_ops_degenerate.py", "tests/test_errors.py",
+        "tests/test_engine.py", "tests/test_ops_torch.py", "tests/test_ops_grad.py",
         "-k", "sum or mean or max or min or var or std or prod or logsumexp or softmax or arg"
               " or reduc",
     ],
     "tensorgrad/ops/loss.py": [
-        "tests/nn/test_nn_losses.py", "tests/test_ops_torch.py", "tests/test_ops_grad.py",
-        "-k", "loss or entropy",
+        "tests/nn/test_nn_losses.py", "tests/test_ops_degenerate.py", "tests/test_ops_torch.py",
+        "tests/test_ops_grad.py", "-k", "loss or entropy",
     ],
     "tensorgrad/nn/functional.py": [
-        "tests/nn/test_nn_losses.py", "tests/test_ops_torch.py", "tests/test_ops_grad.py",
-        "-k", "loss or entropy",
+        "tests/nn/test_nn_losses.py", "tests/test_ops_degenerate.py", "tests/test_ops_torch.py",
+        "tests/test_ops_grad.py", "tests/nn/test_nn_layers.py",
     ],
     "tensorgrad/ops/activation.py": [
-        "tests/test_ops_torch.py", "tests/test_engine.py", "tests/test_kernels_cpu.py",
-        "tests/test_ops_grad.py",
+        "tests/test_ops_degenerate.py", "tests/test_ops_torch.py", "tests/test_engine.py",
+        "tests/test_kernels_cpu.py", "tests/test_ops_grad.py",
         "-k", "relu or elu or gelu or silu or sigmoid or tanh or softplus or activation"
               " or fused or linear_ or node or name",
     ],
     "tensorgrad/optim/adam.py": ["tests/optim/test_optimizers.py", "-k", "adam or Adam or bad"],
     "tensorgrad/backend/_cpu_kernels.py": [
-        "tests/test_kernels_cpu.py", "tests/test_softmax_kernels.py", "tests/test_ops_torch.py",
+        "tests/test_kernels_cpu.py", "tests/test_softmax_kernels.py", "tests/test_engine.py",
+        "tests/test_ops_degenerate.py", "tests/test_ops_torch.py",
         "tests/optim/test_optimizers.py", "tests/nn/test_nn_losses.py",
     ],
 }
