@@ -6,6 +6,7 @@ tests/op_db.py, which gradchecks them to second order and compares them with PyT
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,8 @@ class LayerCase:
     shape: tuple[int, ...]
     int_input: int = 0                 # > 0: integer input in [0, int_input)
     train: bool = True
+    # the inputs of DEGENERATE this case is compared on; leaving one out needs a reason
+    degenerate: tuple[str, ...] = ("empty", "unbatched")
 
 
 def _maxout_ref(torch: Any) -> Any:
@@ -53,15 +56,19 @@ MODULES_WITH_STATE = [
               (2, 2, 7, 8)),
     LayerCase("conv_nobias_unbatched", lambda: nn.Conv2d(2, 3, 3, padding=1, bias=False),
               lambda t: t.nn.Conv2d(2, 3, 3, padding=1, bias=False), (2, 5, 5)),
-    LayerCase("batchnorm1d", lambda: nn.BatchNorm1d(4), lambda t: t.nn.BatchNorm1d(4), (8, 4)),
+    # Training on an empty batch is refused: it has no statistics (PyTorch returns an empty
+    # output and leaves the running statistics as they were).
+    LayerCase("batchnorm1d", lambda: nn.BatchNorm1d(4), lambda t: t.nn.BatchNorm1d(4), (8, 4),
+              degenerate=("unbatched",)),
     LayerCase("batchnorm1d_3d", lambda: nn.BatchNorm1d(3), lambda t: t.nn.BatchNorm1d(3),
-              (4, 3, 5)),
+              (4, 3, 5), degenerate=("unbatched",)),
     LayerCase("batchnorm2d", lambda: nn.BatchNorm2d(3), lambda t: t.nn.BatchNorm2d(3),
-              (4, 3, 3, 3)),
+              (4, 3, 3, 3), degenerate=("unbatched",)),
     LayerCase("batchnorm2d_eval", lambda: nn.BatchNorm2d(3), lambda t: t.nn.BatchNorm2d(3),
               (4, 3, 3, 3), train=False),
     LayerCase("batchnorm_noaffine", lambda: nn.BatchNorm1d(4, affine=False, momentum=None),
-              lambda t: t.nn.BatchNorm1d(4, affine=False, momentum=None), (6, 4)),
+              lambda t: t.nn.BatchNorm1d(4, affine=False, momentum=None), (6, 4),
+              degenerate=("unbatched",)),
     LayerCase("layernorm", lambda: nn.LayerNorm(5), lambda t: t.nn.LayerNorm(5), (3, 5)),
     LayerCase("layernorm_2d", lambda: nn.LayerNorm((4, 5)), lambda t: t.nn.LayerNorm((4, 5)),
               (2, 4, 5)),
@@ -85,10 +92,12 @@ MODULES_WITH_STATE = [
 ]
 
 
-def _input(case: LayerCase, rng: np.random.Generator, dtype: str) -> np.ndarray:
+def _input(case: LayerCase, rng: np.random.Generator, dtype: str,
+           shape: tuple[int, ...] | None = None) -> np.ndarray:
+    shape = case.shape if shape is None else shape
     if case.int_input:
-        return rng.integers(0, case.int_input, size=case.shape)
-    return rng.standard_normal(case.shape).astype(dtype)
+        return rng.integers(0, case.int_input, size=shape)
+    return rng.standard_normal(shape).astype(dtype)
 
 
 def _pair(case: LayerCase, torch: Any, dtype: str, device: str) -> tuple[nn.Module, Any]:
@@ -133,6 +142,47 @@ def test_layer_matches_torch(case: LayerCase, dtype: str, device: str,
     ref_buffers = dict(ref.named_buffers())
     for name, buf in layer.named_buffers():
         np.testing.assert_allclose(buf.numpy(), ref_buffers[name].numpy(), **TOL[dtype],
+                                   err_msg=name)
+
+
+# Degenerate inputs derived from each case's shape: an empty batch, and no batch dim at all.
+DEGENERATE = {"empty": lambda shape: (0,) + shape[1:], "unbatched": lambda shape: shape[1:]}
+
+
+@pytest.mark.parametrize("case, kind", [pytest.param(c, k, id=f"{c.name}-{k}")
+                                        for c in MODULES_WITH_STATE for k in c.degenerate])
+def test_layer_on_degenerate_input_behaves_as_torch(case: LayerCase, kind: str, device: str,
+                                                    rng: np.random.Generator) -> None:
+    """Where PyTorch refuses the input, so does tensorgrad; otherwise the same output,
+    gradients and buffers."""
+    torch = pytest.importorskip("torch")
+    layer, ref = _pair(case, torch, "float64", device)
+    data = _input(case, rng, "float64", DEGENERATE[kind](case.shape))
+    xt = torch.tensor(data, requires_grad=not case.int_input)
+    try:
+        with warnings.catch_warnings():  # PyTorch's own
+            warnings.simplefilter("ignore")
+            out_t = ref(xt)
+    except (RuntimeError, ValueError, IndexError, TypeError, AssertionError):
+        with pytest.raises(Exception):  # noqa: B017  (PyTorch's and our error types differ)
+            layer(tg.tensor(data, device=device))
+        return
+    x = tg.tensor(data, device=device, requires_grad=not case.int_input)
+    out = layer(x)
+    assert out.shape == tuple(out_t.shape)
+    np.testing.assert_allclose(out.numpy(), out_t.detach().numpy(), **TOL["float64"])
+    w = rng.standard_normal(out.shape)
+    (out * tg.tensor(w, device=device)).sum().backward()
+    (out_t * torch.from_numpy(w)).sum().backward()
+    if not case.int_input:
+        np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), **TOL["float64"])
+    ref_params = dict(ref.named_parameters())
+    for name, p in layer.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), ref_params[name].grad.numpy(),
+                                   **TOL["float64"], err_msg=name)
+    ref_buffers = dict(ref.named_buffers())
+    for name, buf in layer.named_buffers():
+        np.testing.assert_allclose(buf.numpy(), ref_buffers[name].numpy(), **TOL["float64"],
                                    err_msg=name)
 
 
