@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import tensorgrad as tg
+from benchmarks.counts import count_step
 
 cupy = pytest.importorskip("cupy")
 if not hasattr(cupy, "_emulator"):
@@ -27,12 +28,11 @@ N, IN, HID, C = 2, 4, 3, 2  # batch, input, hidden and class sizes of the tiny M
 
 def _counted(step: Callable[[], None]) -> tuple[Counter[str], int, int]:
     """(launches by name, GEMMs, bytes) of the second call of step (the first compiles the
-    kernels and makes lazy state)."""
-    step()
-    with cupy._emulator.counting() as counts:
-        step()
-    assert sum(counts.by_name.values()) == counts.launches and counts.host_copies == 0
-    return Counter(counts.by_name), counts.gemms, counts.bytes
+    kernels and makes lazy state), as the benchmark suite counts them."""
+    counts = count_step(step)
+    assert sum(counts["by_name"].values()) == counts["launches"]
+    assert counts["host_copies"] == 0
+    return Counter(counts["by_name"]), counts["gemms"], counts["bytes"]
 
 
 def _gemm(m: int, n: int, k: int) -> tuple[str, int]:
