@@ -177,6 +177,16 @@ def test_backward_of_a_leaf_itself(device: str) -> None:
     np.testing.assert_array_equal(gx.numpy(), [2.0, 7.0])
 
 
+def test_leaf_that_stops_requiring_grad_after_the_forward_gets_no_grad(device: str) -> None:
+    # As PyTorch: the recorded graph still reaches x, but x no longer accumulates.
+    x, other = _t([1.0, 2.0], device), _t([3.0, 4.0], device)
+    y = (x * other).sum()
+    x.requires_grad_(False)
+    y.backward()
+    assert x.grad is None
+    np.testing.assert_array_equal(other.grad.numpy(), [1.0, 2.0])
+
+
 def test_grad_leaves_every_dot_grad_alone(device: str) -> None:
     x, other = _t([1.0, 2.0], device), _t([3.0, 4.0], device)
     y = (x * other).sum()
