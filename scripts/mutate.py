@@ -96,7 +96,11 @@ class Mutant:
     after: str
 
 
+_NO_MUTATION = object()
+
+
 def _new_constant(value: object) -> object:
+    """The changed constant; strings, None and the like are left alone."""
     if isinstance(value, bool):
         return not value
     if isinstance(value, int):
@@ -106,10 +110,7 @@ def _new_constant(value: object) -> object:
     return _NO_MUTATION
 
 
-_NO_MUTATION = object()
-
-
-def _docstring_ids(tree: ast.Module) -> set[int]:
+def _unmutated_ids(tree: ast.Module) -> set[int]:
     """Docstrings, `__all__` and annotations: text that no test should be expected to notice."""
     skip: set[int] = set()
     for node in ast.walk(tree):
@@ -127,20 +128,16 @@ def _docstring_ids(tree: ast.Module) -> set[int]:
     return skip
 
 
-def _mutate(node: ast.AST, kind: str) -> ast.AST | list[ast.stmt]:
+def _mutate(node: ast.AST, kind: str) -> ast.AST:
     """A mutated copy of node (a statement deletion gives `pass`)."""
     new = copy.deepcopy(node)
-    if kind == "binop":
-        new.op = _BINOP_SWAP[type(node.op)]()
-    elif kind == "augassign":
+    if kind in ("binop", "augassign"):
         new.op = _BINOP_SWAP[type(node.op)]()
     elif kind == "compare":
         new.ops = [_CMP_SWAP[type(node.ops[0])]()] + new.ops[1:]
     elif kind == "boolop":
         new.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
-    elif kind == "not":
-        return new.operand
-    elif kind == "neg":
+    elif kind in ("not", "neg"):
         return new.operand
     elif kind == "constant":
         new.value = _new_constant(node.value)
@@ -197,7 +194,7 @@ def _outside(tree: ast.Module, names: set[str]) -> set[int]:
 
 def enumerate_mutants(source: str, names: set[str] | None = None) -> list[Mutant]:
     tree = ast.parse(source)
-    skip = _docstring_ids(tree) | _in_type_checking(tree)
+    skip = _unmutated_ids(tree) | _in_type_checking(tree)
     if names:
         skip |= _outside(tree, names)
     mutants = []
