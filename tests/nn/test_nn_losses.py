@@ -92,6 +92,25 @@ def test_cross_entropy_is_finite_for_extreme_logits(logits: list[float], dtype: 
         np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), atol=1e-7)
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_cross_entropy_hessian_vector_product_matches_torch(reduction: str, device: str,
+                                                           rng: np.random.Generator) -> None:
+    # The upstream gradient here is a constant (op_db's second-order check differentiates
+    # with respect to it too), so the double backward runs with only x needing a gradient.
+    torch = pytest.importorskip("torch")
+    x, v = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
+    t = np.array([0, 3, -100, 2, 1])
+    xs = tg.tensor(x, device=device, requires_grad=True)
+    xt = torch.tensor(x, requires_grad=True)
+    loss = F.cross_entropy(xs, tg.tensor(t, device=device), reduction=reduction).sum()
+    loss_t = torch.nn.functional.cross_entropy(xt, torch.from_numpy(t), reduction=reduction)
+    (gx,) = tg.grad(loss, xs, create_graph=True)
+    (gxt,) = torch.autograd.grad(loss_t.sum(), xt, create_graph=True)
+    (gx * tg.tensor(v, device=device)).sum().backward()
+    (gxt * torch.from_numpy(v)).sum().backward()
+    np.testing.assert_allclose(xs.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 def test_out_of_range_targets_raise_on_the_cpu_and_give_nan_on_cuda(device: str) -> None:
     """The CPU checks targets, as PyTorch; CUDA does not read them back to the host (no sync
     per step), so there a bad class is NaN, never a silently wrapped index."""
