@@ -112,6 +112,21 @@ class CpuBackend(Backend):
     def new_graph(self) -> CpuGraph:
         return CpuGraph(self)
 
+    def matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        # a @ w.T for a weight w (M, K) and a few rows of a (Linear's forward): OpenBLAS packs
+        # the transposed operand slowly, so w @ a.T, copied back to C order, is faster. Single
+        # thread, (64, K) @ (K, M): K 784, M 256: 335 -> 288 us; K 256, M 256: 110 -> 101 us;
+        # K 1024, M 1024: 1959 -> 1529 us. From 128 rows on (or below 128 columns) the copy
+        # costs more than the packing saves.
+        xp = self.xp
+        if (a.ndim == 2 and b.ndim == 2 and a.shape[0] <= 64 and b.shape[1] >= 128
+                and b.flags.f_contiguous and not b.flags.c_contiguous):
+            zt = xp.matmul(b.T, a.T)
+            z = xp.empty(zt.shape[::-1], dtype=zt.dtype)
+            xp.copyto(z, zt.T)
+            return z
+        return xp.matmul(a, b)
+
     def scatter_add(self, target: np.ndarray, index: Any, values: np.ndarray) -> None:
         # The row grouping depends on the index values, which a replay must not bake in.
         if self.capturing or not _scatter_add_rows(target, index, values):

@@ -28,8 +28,9 @@ class SoftmaxCrossEntropy(Op):
         xp = ctx.xp
         logp = ctx.kernels.log_softmax_fwd(x)  # one pass per row (a fused kernel on CUDA)
         valid = t != ignore_index
-        in_range = (t >= 0) & (t < x.shape[1])
-        tc = xp.where(in_range, t, 0)
+        # One comparison for 0 <= t < C: a negative target read as unsigned is above any C.
+        in_range = t.view(f"u{t.dtype.itemsize}") < x.shape[1]
+        tc = t * in_range  # class 0 for the rows out of range (a ufunc: no copy on replay)
         nll = -xp.take_along_axis(logp, tc[:, None], axis=1)[:, 0]
         nll = xp.where(valid, xp.where(in_range, nll, xp.nan), 0).astype(x.dtype, copy=False)
         e = xp.exp(logp)  # the probabilities backward needs, kept instead of logp
@@ -43,7 +44,7 @@ class SoftmaxCrossEntropy(Op):
             with np.errstate(divide="ignore", invalid="ignore"):  # every row ignored: NaN
                 ctx.inv_count = 1.0 / weight.sum()
                 weight *= ctx.inv_count
-                loss = nll.sum() * ctx.inv_count
+                loss = xp.dot(nll, weight)  # one call for the weighted sum
         ctx.save_for_backward(x, e, tc, weight)
         ctx.reduction = reduction
         return loss
