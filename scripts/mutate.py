@@ -9,7 +9,7 @@ passes every test survives and is listed with its line and change.
 
     .venv/bin/python scripts/mutate.py core                      # the six core files
     .venv/bin/python scripts/mutate.py tensorgrad/optim/adam.py -n 80 --seed 1
-    .venv/bin/python scripts/mutate.py tensorgrad/ops/loss.py --tests tests/nn/test_nn_losses.py
+    .venv/bin/python scripts/mutate.py tensorgrad/ops/loss.py --tests "tests/nn -k loss"
 
 Not part of CI: a run takes minutes per file. Mutants are sampled with a seed, so a run is
 repeatable for the same source.
@@ -22,6 +22,7 @@ import ast
 import copy
 import os
 import random
+import shlex
 import shutil
 import signal
 import sys
@@ -324,8 +325,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds before a mutant's test run counts as killed (at least 3x "
                              "the unmutated run)")
-    parser.add_argument("--tests", nargs="+", help="pytest arguments instead of the file's "
-                        "entry in the table")
+    parser.add_argument("--tests", type=shlex.split, help="pytest arguments instead of the "
+                        "file's entry in the table, as one string: 'tests/test_x.py -k y'")
     parser.add_argument("--only", type=lambda s: {int(i) for i in s.split(",")},
                         help="run only these mutants of the sample (the #numbers a run prints, "
                              "e.g. its survivors after new tests); one file at a time")

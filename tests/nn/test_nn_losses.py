@@ -127,6 +127,8 @@ def test_out_of_range_targets_raise_on_the_cpu_and_give_nan_on_cuda(device: str)
         loss = F.cross_entropy(x, bad, reduction="none")
         assert np.isnan(loss.numpy()[1]) and loss.numpy()[0] == pytest.approx(np.log(3))
         assert np.isnan(F.nll_loss(x, negative).item())
+        np.testing.assert_array_equal(F.nll_loss(x, bad, reduction="none").numpy(),
+                                      [0.0, np.nan])  # class C itself is out of range too
     ignored = F.cross_entropy(x, tg.tensor([1, -100], device=device), reduction="none")
     np.testing.assert_allclose(ignored.numpy(), [np.log(3), 0.0], rtol=1e-6)
 
