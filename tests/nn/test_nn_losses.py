@@ -185,6 +185,17 @@ def test_bce_refuses_values_outside_0_1_on_the_cpu() -> None:
     assert F.binary_cross_entropy(tg.tensor([1.0, 0.0]), t).item() == 0.0
 
 
+def test_bce_computes_in_the_inputs_dtype_whatever_the_targets(device: str) -> None:
+    # PyTorch refuses a float64 target for float32 probabilities; tensorgrad converts the target
+    # (the probabilities set the dtype, as they do for every other loss here).
+    p = tg.tensor([0.3, 0.8], dtype=tg.float32, device=device, requires_grad=True)
+    loss = F.binary_cross_entropy(p, tg.tensor([1.0, 0.0], dtype=tg.float64, device=device))
+    assert loss.dtype == tg.float32
+    assert loss.item() == pytest.approx(-(np.log(0.3) + np.log(0.2)) / 2, rel=1e-6)
+    loss.backward()
+    assert p.grad.dtype == tg.float32
+
+
 def test_all_targets_ignored_gives_nan_mean_like_torch(device: str) -> None:
     x = tg.zeros(2, 3, device=device, requires_grad=True)
     loss = F.cross_entropy(x, tg.tensor([-100, -100], device=device))
@@ -223,6 +234,10 @@ def test_bce_with_logits_is_stable_at_extremes(device: str) -> None:
     (lambda d: F.binary_cross_entropy(tg.rand(3, device=d), tg.rand(2, device=d)),
      ValueError, r"input's shape \(3,\), got \(2,\)"),
     (lambda d: nn.MSELoss(reduction="avg"), ValueError, "reduction must be.*'avg'"),
+    (lambda d: F.cross_entropy(tg.tensor(1.0, device=d), tg.tensor(0, device=d)),
+     ValueError, "cross_entropy: input must have a class dim, got a 0-d tensor"),
+    (lambda d: F.nll_loss(tg.tensor(1.0, device=d), tg.tensor(0, device=d)),
+     ValueError, "nll_loss: input must have a class dim"),
 ])
 def test_bad_loss_input_raises(call: Any, error: type, pattern: str, device: str) -> None:
     with pytest.raises(error, match=pattern):
