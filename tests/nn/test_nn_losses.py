@@ -238,6 +238,12 @@ def test_bce_with_logits_is_stable_at_extremes(device: str) -> None:
      ValueError, "cross_entropy: input must have a class dim, got a 0-d tensor"),
     (lambda d: F.nll_loss(tg.tensor(1.0, device=d), tg.tensor(0, device=d)),
      ValueError, "nll_loss: input must have a class dim"),
+    (lambda d: F.nll_loss(tg.randn(3, 4, device=d), tg.tensor([0, 1, 2], device=d),
+                          weight=tg.ones(3, device=d)),
+     ValueError, r"nll_loss: weight must have shape \(4,\), got \(3,\)"),
+    (lambda d: F.cross_entropy(tg.randn(3, 4, device=d), tg.tensor([0, 1, 2], device=d),
+                               weight=tg.ones(5, device=d)),
+     ValueError, r"weight must have shape \(4,\), got \(5,\)"),
 ])
 def test_bad_loss_input_raises(call: Any, error: type, pattern: str, device: str) -> None:
     with pytest.raises(error, match=pattern):
