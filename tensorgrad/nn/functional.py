@@ -132,12 +132,11 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
     ho, wo = _out_size(x, kernel, stride, padding, dilation, "conv2d")
     n = x.shape[0]
     cols = Unfold.apply(x, kernel=kernel, stride=stride, padding=padding, dilation=dilation)
-    out = cols.reshape(n * ho * wo, in_channels * kh * kw) @ weight.reshape(out_channels, -1).T
-    if bias is not None:
-        if bias.shape != (out_channels,):
-            raise ValueError(f"conv2d: bias must have shape ({out_channels},), one per output "
-                             f"channel, got {bias.shape}")
-        out = out + bias
+    if bias is not None and bias.shape != (out_channels,):
+        raise ValueError(f"conv2d: bias must have shape ({out_channels},), one per output "
+                         f"channel, got {bias.shape}")
+    out = _fused.linear(cols.reshape(n * ho * wo, in_channels * kh * kw),
+                        weight.reshape(out_channels, -1), bias)
     out = out.reshape(n, ho, wo, out_channels).permute(0, 3, 1, 2)
     return out.squeeze(0) if unbatched else out
 
