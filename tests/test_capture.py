@@ -52,6 +52,31 @@ def test_capture_records_again_per_shape_up_to_max_graphs(device):
             step(tg.ones(4, device=device))
 
 
+def test_capture_takes_lists_and_arrays_as_arguments(device):
+    calls = []
+
+    @tg.capture
+    def step(x, dims, weights):
+        calls.append(1)
+        return x.sum(dim=dims) * float(weights.sum())
+
+    x = tg.tensor(np.arange(24.0).reshape(2, 3, 4), device=device)
+    host = np.arange(24.0).reshape(2, 3, 4)
+    for dims, weights in [([0, 2], np.array([1.0, 2.0]))] * 5 + [([1], np.array([3.0]))] * 4:
+        got = step(x, dims, weights).numpy()
+        np.testing.assert_array_equal(got, host.sum(axis=tuple(dims)) * weights.sum())
+    assert len(calls) == 3 + 3  # each key: two warm-up calls and the capture; then replays
+
+
+def test_capture_refuses_tensors_inside_containers(device):
+    step = tg.capture(lambda x, pair: x + pair[0] + pair[1])
+    x = tg.ones(3, device=device)
+    with pytest.raises(TypeError, match=r"argument 1\[0\] holds a tensor.*of its own"):
+        step(x, [x, x])
+    with pytest.raises(TypeError, match=r"argument 1 is a set.*compared by value"):
+        tg.capture(lambda x, s: x)(x, {1, 2})
+
+
 def test_cuda_graph_needs_a_cuda_device():
     with pytest.raises(ValueError, match="needs a CUDA device"):
         tg.cuda.CUDAGraph("cpu")

@@ -1,7 +1,7 @@
 """The CUDA backend's own duties: saying why CUDA is unusable (checked everywhere with a
 stand-in CuPy that has a GPU but lacks NVRTC, the CUDA headers or cuBLAS), and, on a CUDA
 device, scatter-add without CuPy's deprecated API, a device-wide synchronize, random
-generators that do not pile up, and graph capture with list and array arguments."""
+generators that do not pile up."""
 
 from __future__ import annotations
 
@@ -181,33 +181,6 @@ def test_manual_seed_drops_the_old_generator_unless_a_graph_holds_it(device):
     del graph, draw
     gc.collect()
     assert held() is None
-
-
-def test_capture_takes_lists_and_arrays_as_arguments(device):
-    _cuda_only(device)
-    calls = []
-
-    @tg.cuda.capture
-    def step(x, dims, weights):
-        calls.append(1)
-        return x.sum(dim=dims) * float(weights.sum())
-
-    x = tg.tensor(np.arange(24.0).reshape(2, 3, 4), device=device)
-    host = np.arange(24.0).reshape(2, 3, 4)
-    for dims, weights in [([0, 2], np.array([1.0, 2.0]))] * 5 + [([1], np.array([3.0]))] * 4:
-        got = step(x, dims, weights).numpy()
-        np.testing.assert_array_equal(got, host.sum(axis=tuple(dims)) * weights.sum())
-    assert len(calls) == 3 + 3  # each key: two warm-up calls and the capture; then replays
-
-
-def test_capture_refuses_tensors_inside_containers(device):
-    _cuda_only(device)
-    step = tg.cuda.capture(lambda x, pair: x + pair[0] + pair[1])
-    x = tg.ones(3, device=device)
-    with pytest.raises(TypeError, match=r"argument 1\[0\] holds a tensor.*of its own"):
-        step(x, [x, x])
-    with pytest.raises(TypeError, match=r"argument 1 is a set.*compared by value"):
-        tg.cuda.capture(lambda x, s: x)(x, {1, 2})
 
 
 def test_cuda_extras_install_what_cupy_needs_to_compile_and_multiply():
