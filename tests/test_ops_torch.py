@@ -101,6 +101,7 @@ def test_std_of_a_constant_slice_has_gradient_zero(correction: int, device: str)
     ("float16", [1e-4, 3e-4]), ("float32", [1e19, -1e19]), ("float32", [3e19, -3e19, 1e19]),
     ("float32", [1e30, -1e30, 5e29]), ("float32", [1e-30, 3e-30]),
     ("float32", [3e38, -3e38]),
+    ("float16", [1000.0, 1001.0, 1002.0, 1003.0]),
 ], ids=str)
 def test_var_and_std_do_not_overflow_in_their_squares(dtype: str, values: list[float],
                                                       device: str) -> None:
@@ -113,3 +114,13 @@ def test_var_and_std_do_not_overflow_in_their_squares(dtype: str, values: list[f
         assert ours.dtype.name == dtype
         np.testing.assert_allclose(ours.item(), ref.item(), rtol=1e-3 if dtype == "float16"
                                    else 1e-6)
+
+
+def test_float16_sum_beyond_its_range_is_inf_and_mean_is_not(device: str) -> None:
+    """As PyTorch: float16 accumulates in float32, so the sum overflows to inf (silently) only
+    when the total does, and the mean of values that fit stays finite."""
+    x = tg.tensor([60000.0, 60000.0, -1.0], dtype="float16", device=device)
+    t = torch.tensor([60000.0, 60000.0, -1.0], dtype=torch.float16)
+    assert x.sum().item() == t.sum().item() == np.inf
+    assert x.mean().item() == t.mean().item()
+    assert x[:2].sum(dim=0).item() == np.inf
