@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import Backend, CaptureError, capture_copy_message, capture_read_message
+from ._base import Backend, CaptureError, capture_copy_message, capture_read_message
 from ._cpu_graph import CpuGraph
 from ._cpu_kernels import CpuKernels
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import CaptureError
+from ._base import CaptureError
 
 if TYPE_CHECKING:
     from ._cpu import CpuBackend

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import CaptureError
+from ._base import CaptureError
 
 _OP_N, _OP_T = 0, 1
 _CUDA_R_16F = 2

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import (
+from ._base import (
     Backend,
     CaptureError,
     DeviceUnavailableError,

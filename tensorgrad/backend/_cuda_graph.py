@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import CaptureError
+from ._base import CaptureError
 
 if TYPE_CHECKING:
     from ._cuda import CudaBackend
