@@ -416,6 +416,15 @@ def test_prod_derivatives_with_zeros(values: list[float], dim: int | None, devic
     np.testing.assert_allclose(h.numpy(), hess_w)
 
 
+@pytest.mark.parametrize("values, expected", [([0.0, 0.0], [0.0, 0.0]), ([0.0], [1.0]),
+                                             ([0.0, 0.0, 3.0], [0.0, 0.0, 0.0])])
+def test_prod_gradient_of_all_zeros_under_create_graph(values: list[float], expected: list[float],
+                                                       device: str) -> None:
+    x = _t(values, device)
+    (g,) = tg.grad(x.prod(), x, create_graph=True)
+    np.testing.assert_array_equal(g.numpy(), expected)
+
+
 # ---- anomaly detection -------------------------------------------------------------------------
 
 def test_detect_anomaly_names_op_in_forward(device: str) -> None:
