@@ -61,9 +61,10 @@ TESTS: dict[str, list[str]] = {
     ],
     "tensorgrad/ops/activation.py": [
         "tests/test_ops_degenerate.py", "tests/test_ops_torch.py", "tests/test_engine.py",
-        "tests/test_kernels_cpu.py", "tests/test_ops_grad.py",
-        "-k", "relu or elu or gelu or silu or sigmoid or tanh or softplus or activation"
-              " or fused or linear_ or node or name",
+        "tests/test_errors.py", "tests/test_tensor.py", "tests/test_kernels_cpu.py",
+        "tests/test_ops_grad.py",
+        "-k", "relu or elu or gelu or silu or sigmoid or tanh or softplus or softmax"
+              " or activation or fused or linear_ or node or name or non_tensor",
     ],
     "tensorgrad/optim/adam.py": ["tests/optim/test_optimizers.py", "-k", "adam or Adam or bad"],
     "tensorgrad/backend/_cpu_kernels.py": [

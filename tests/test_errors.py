@@ -317,3 +317,10 @@ def test_full_refuses_a_value_beyond_the_dtype(value: float, dtype: tg.DType,
 def test_relu_of_bools_is_refused(device: str) -> None:
     with pytest.raises(TypeError, match="relu: bool"):
         tg.relu(tg.tensor([True], device=device))
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "silu", "gelu", "elu", "leaky_relu",
+                                  "softplus"])
+def test_activations_refuse_a_non_tensor_naming_themselves(name: str) -> None:
+    with pytest.raises(TypeError, match=rf"^{name} expects a Tensor, got list$"):
+        getattr(tg.nn.functional, name)([1.0, -1.0])
