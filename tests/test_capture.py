@@ -312,3 +312,69 @@ def test_a_step_without_tensor_arguments_records_for_the_default_device(device):
         assert [fresh().tolist() for _ in range(3)] == [[2.0] * 3] * 3
     finally:
         tg.set_default_device(None)
+
+
+def _grads_eager_and_replayed(fn, inputs):
+    """fn's output and its inputs' gradients (under a fixed random upstream gradient), eager
+    and from the third replay of tg.capture: (eager arrays, replayed arrays)."""
+    def step(up, *xs):
+        for x in xs:
+            x.grad = None
+        y = fn(*xs)
+        (y * up).sum().backward()
+        return (y, *(x.grad for x in xs))
+
+    with tg.no_grad():
+        shape = fn(*inputs).shape
+    up = tg.tensor(np.random.default_rng(7).standard_normal(shape), device=inputs[0].device)
+    eager = [t.numpy().copy() for t in step(up, *inputs)]
+    captured = tg.capture(step)
+    for _ in range(5):
+        out = captured(up, *inputs)
+    return eager, [t.numpy() for t in out]
+
+
+@pytest.mark.parametrize("rows", [64, 65])
+def test_linear_of_few_rows_by_a_wide_weight_matches_torch(device, rows):
+    # 64 rows and 160 columns take the CPU's w @ x.T path (backend/_cpu.py), 65 the plain one.
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    host = [rng.standard_normal(s) for s in ((rows, 200), (160, 200), (160,))]
+    inputs = [tg.tensor(a, device=device, requires_grad=True) for a in host]
+    eager, replayed = _grads_eager_and_replayed(tg.nn.functional.linear, inputs)
+    for e, r in zip(eager, replayed):
+        np.testing.assert_array_equal(r, e)
+    ref = [torch.tensor(a, requires_grad=True) for a in host]
+    y = torch.nn.functional.linear(*ref)
+    (y * torch.tensor(np.random.default_rng(7).standard_normal(y.shape))).sum().backward()
+    for got, want in zip(eager, [y.detach(), *(t.grad for t in ref)]):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_conv_bias_gradient_over_many_rows_matches_torch(device):
+    # 2 x 48 x 48 = 4608 output positions: the bias gradient is the ones-row product of
+    # ops/fused.py, not a sum.
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    host = [rng.standard_normal(s) for s in ((2, 3, 48, 48), (5, 3, 3, 3), (5,))]
+    inputs = [tg.tensor(a, device=device, requires_grad=True) for a in host]
+    eager, replayed = _grads_eager_and_replayed(
+        lambda x, w, b: tg.nn.functional.conv2d(x, w, b, padding=1), inputs)
+    for e, r in zip(eager, replayed):
+        np.testing.assert_array_equal(r, e)
+    ref = [torch.tensor(a, requires_grad=True) for a in host]
+    y = torch.nn.functional.conv2d(*ref, padding=1)
+    (y * torch.tensor(np.random.default_rng(7).standard_normal(y.shape))).sum().backward()
+    for got, want in zip(eager, [y.detach(), *(t.grad for t in ref)]):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_max_pool_gradient_keeps_inf_and_nan_at_the_maximum_only(device):
+    # The backward masks each offset's gradient by its bits times 0 or 1 (ops/pooling.py):
+    # a non-finite gradient must not leak onto a window's other positions, as in PyTorch.
+    x = tg.tensor(np.arange(16.0).reshape(1, 1, 4, 4), device=device, requires_grad=True)
+    gy = tg.tensor([[[[np.nan, np.inf], [-np.inf, 2.0]]]], device=device)
+    (gx,) = tg.autograd.grad(tg.nn.functional.max_pool2d(x, 2), [x], gy)
+    want = np.zeros((1, 1, 4, 4))
+    want[0, 0, 1::2, 1::2] = [[np.nan, np.inf], [-np.inf, 2.0]]
+    np.testing.assert_array_equal(gx.numpy(), want)
