@@ -68,3 +68,25 @@ def test_second_order_matches_central_differences(spec: OpSpec, device: str,
                 tg.grad([g.sum() for g in grads], inputs + vs, allow_unused=True)
         else:
             tg.autograd.gradcheck(first_order, inputs + vs, eps=spec.eps)
+
+
+@pytest.mark.parametrize("spec", CHECKED, ids=lambda s: s.name)
+def test_second_order_with_a_constant_upstream_gradient(spec: OpSpec, device: str,
+                                                        rng: np.random.Generator) -> None:
+    """The usual double backward (a Hessian-vector product): the upstream gradients need no
+    gradient, so each backward op runs with only its inputs' gradients asked for."""
+    sample = spec.samples[0]
+    inputs = sample_inputs(spec, sample, rng, device=device)
+    outs = _outputs(spec.call(tg, inputs, sample))
+    if _once_differentiable_ops(outs):
+        return
+    ws = [tg.tensor(rng.standard_normal(o.shape), dtype=tg.float64, device=device)
+          for o in outs]
+
+    def first_order(*xs: tg.Tensor) -> tuple:
+        grads = tg.grad(_outputs(spec.call(tg, list(xs), sample)), list(xs), grad_outputs=ws,
+                        create_graph=True, allow_unused=True)
+        return tuple(g for g in grads if g is not None and g.requires_grad)
+
+    if first_order(*inputs):
+        tg.autograd.gradcheck(first_order, inputs, eps=spec.eps)
