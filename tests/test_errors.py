@@ -324,3 +324,8 @@ def test_relu_of_bools_is_refused(device: str) -> None:
 def test_activations_refuse_a_non_tensor_naming_themselves(name: str) -> None:
     with pytest.raises(TypeError, match=rf"^{name} expects a Tensor, got list$"):
         getattr(tg.nn.functional, name)([1.0, -1.0])
+
+
+def test_gelu_refuses_an_unknown_approximation() -> None:
+    with pytest.raises(ValueError, match="gelu: approximate must be 'none' or 'tanh', got 'erf'"):
+        tg.nn.functional.gelu(tg.ones(2), approximate="erf")
