@@ -61,6 +61,25 @@ def _torch_on_one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+def _emulated() -> bool:
+    """Whether the cupy this process imports is the emulator of tests/cuda_emulator."""
+    try:
+        import cupy
+    except ImportError:
+        return False
+    return cupy.__version__.endswith("+emulator")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the emulated pass, skip the tests marked host_only: they run on the CPU in
+    subprocesses of their own, so their work is the first pass's again, minutes of it."""
+    marked = [item for item in items if item.get_closest_marker("host_only")]
+    if marked and _emulated():
+        skip = pytest.mark.skip(reason="host-only work, identical in the CPU pass")
+        for item in marked:
+            item.add_marker(skip)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Why tests were skipped: one line per reason with its count (pytest's -rs prints a line
     per test location, hundreds of them for the CUDA cases on a machine without a GPU)."""

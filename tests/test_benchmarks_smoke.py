@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.host_only  # the suite runs its own emulated pass, in a subprocess
 def test_quick_benchmarks_write_the_report(tmp_path: Path) -> None:
     pytest.importorskip("pytest_benchmark")
     pytest.importorskip("matplotlib")

@@ -229,6 +229,7 @@ def test_tiny_gpt_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.host_only
 def test_tiny_gpt_sorts_99_percent_of_held_out_sequences(tmp_path: Path) -> None:
     out = run_example("tiny_gpt.py", tmp_path)
     exact = float(re.search(r"held-out exact match: ([\d.]+)%", out).group(1))
