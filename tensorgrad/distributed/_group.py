@@ -199,19 +199,8 @@ class ProcessGroup:
         what = f"all_reduce({op}) of {t.dtype.name} {t.shape}"
         self._same_everywhere("all_reduce", what)
         if self._cuda("all_reduce", t):
-            with self._nccl.device:
-                buf = t._data if t._data.flags.c_contiguous else t._backend.xp.ascontiguousarray(
-                    t._data)
-                done = self._nccl.all_reduce(buf, op)
-
-            def finish() -> None:
-                if op == "avg":
-                    buf[...] /= self.size
-                if buf is not t._data:
-                    t._data[...] = buf
-                t._version[0] += 1
-
-            return self._nccl_work(done, finish, what)
+            return self._nccl_in_place(t, lambda buf: self._nccl.all_reduce(buf, op),
+                                       op == "avg", what)
         buf, write_back = _host_buffer(t)
         mpi_op = self._bool_ops[op] if buf.dtype == np.bool_ else self._mpi_ops[op]
         request = self.comm.Iallreduce(mpi().IN_PLACE, buf, op=mpi_op)
@@ -221,17 +210,8 @@ class ProcessGroup:
         what = f"broadcast from rank {src} of {t.dtype.name} {t.shape}"
         self._same_everywhere("broadcast", what)
         if self._cuda("broadcast", t):
-            with self._nccl.device:
-                buf = t._data if t._data.flags.c_contiguous else t._backend.xp.ascontiguousarray(
-                    t._data)
-                done = self._nccl.broadcast(buf, src)
-
-            def finish() -> None:
-                if buf is not t._data:
-                    t._data[...] = buf
-                t._version[0] += 1
-
-            return self._nccl_work(done, finish, what)
+            return self._nccl_in_place(t, lambda buf: self._nccl.broadcast(buf, src), False,
+                                       what)
         buf, write_back = _host_buffer(t)
         request = self.comm.Ibcast(buf, root=src)
         return Work(request.Test, self._after(t, buf, write_back, False), what, self)
@@ -286,6 +266,24 @@ class ProcessGroup:
         mpi_op = self._bool_ops[op] if buf.dtype == np.bool_ else self._mpi_ops[op]
         request = self.comm.Ireduce_scatter_block(send, buf, op=mpi_op)
         return Work(request.Test, self._after(output, buf, write_back, op == "avg"), what, self)
+
+    def _nccl_in_place(self, t: Tensor, start: Callable[[Any], Any], average: bool,
+                       what: str) -> Work:
+        """An in-place NCCL collective on t, started by start(buf): buf is t's own memory when
+        it is C-contiguous, else a contiguous copy written back when the collective is done."""
+        with self._nccl.device:
+            buf = t._data if t._data.flags.c_contiguous else t._backend.xp.ascontiguousarray(
+                t._data)
+            done = start(buf)
+
+        def finish() -> None:
+            if average:
+                buf[...] /= self.size
+            if buf is not t._data:
+                t._data[...] = buf
+            t._version[0] += 1
+
+        return self._nccl_work(done, finish, what)
 
     def _nccl_work(self, done: Any, finish: Callable[[], None], what: str) -> Work:
         """The handle of an NCCL collective that ends with event `done`: its finish runs on the
