@@ -310,7 +310,34 @@ def _softmax(logits):
     return e / e.sum(axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("scale_kind", ["float", "np.float64", "0-d", "1-element"])
+def _xent_targets(n: int, c: int, ignore_index: int, rng) -> np.ndarray:
+    """Targets in range, then the ignore_index and two out of range (negative, >= C)."""
+    target = rng.integers(0, c, size=n).astype(np.int64)
+    target[1::7] = ignore_index
+    target[2::11] = -3
+    target[3::13] = c + 2
+    return target
+
+
+@pytest.mark.parametrize("ignore_index", [-100, 4])
+@pytest.mark.parametrize("n", [0, 1, 40, 257])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_softmax_xent_fwd(dtype, n, ignore_index, rng):
+    c = 10
+    logp = np.log(_softmax(rng.normal(size=(n, c)) * 3)).astype(dtype)
+    target = _xent_targets(n, c, ignore_index, rng)
+    nll, tc, kept = K.softmax_xent_fwd(logp, target, ignore_index)
+    assert nll.dtype == kept.dtype == dtype and tc.dtype == np.int64
+    assert nll.shape == tc.shape == kept.shape == (n,)
+    for i, t in enumerate(target):
+        in_range = 0 <= t < c
+        assert tc[i] == (t if in_range else 0)
+        assert kept[i] == (t != ignore_index)
+        want = 0.0 if t == ignore_index else (-logp[i, t] if in_range else np.nan)
+        np.testing.assert_array_equal(nll[i], np.asarray(want, dtype=dtype))
+
+
+@pytest.mark.parametrize("scale_kind", ["float", "np.float64", "0-d", "1-element", "per-row"])
 @pytest.mark.parametrize("n", [1, 255, 256, 257])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_softmax_xent_bwd(dtype, n, scale_kind, rng):
@@ -318,12 +345,13 @@ def test_softmax_xent_bwd(dtype, n, scale_kind, rng):
     p = _softmax(rng.normal(size=(n, c)) * 3).astype(dtype)
     target = rng.integers(0, c, size=n).astype(np.int64)
     value = 0.7 / n
+    rows = (value * rng.uniform(0, 2, size=n)).astype(dtype)
     scale = {"float": value, "np.float64": np.float64(value), "0-d": np.array(value),
-             "1-element": np.array([value], dtype=dtype)}[scale_kind]
+             "1-element": np.array([value], dtype=dtype), "per-row": rows}[scale_kind]
     gx = K.softmax_xent_bwd(p, target, scale)
     assert gx.dtype == dtype and gx.shape == p.shape
     onehot = np.eye(c)[target]
-    want = (p.astype(np.float64) - onehot) * float(np.reshape(scale, ()))
+    want = (p.astype(np.float64) - onehot) * np.reshape(scale, (-1, 1)).astype(np.float64)
     _close(gx, want, dtype, scale=value)
     out = np.empty_like(p.T).T
     assert K.softmax_xent_bwd(p[:, ::-1].copy()[:, ::-1], target, scale, out) is out

@@ -117,7 +117,23 @@ def test_bias_activation_parity(name, dtype, layout, rng):
            getattr(CPU, f"bias_{name}_fwd")(z, b), dtype)
 
 
-@pytest.mark.parametrize("scale_kind", ["float", "np.float64", "0-d", "1-element"])
+@pytest.mark.parametrize("ignore_index", [-100, 4])
+@pytest.mark.parametrize("n", [0, 1, 255, 257, 100_003])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_softmax_xent_fwd_parity(dtype, n, ignore_index, rng):
+    # Each row's loss is the picked log-probability negated (or NaN, or 0): equal bit for bit.
+    logp = (rng.normal(size=(n, 10)) * 3).astype(dtype)
+    target = rng.integers(0, 10, size=n).astype(np.int64)
+    target[1::7], target[2::11], target[3::13] = ignore_index, -3, 12
+    want = CPU.softmax_xent_fwd(logp, target, ignore_index)
+    got = GPU.softmax_xent_fwd(cupy.asarray(logp.T.copy()).T, cupy.asarray(target),
+                               ignore_index)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_array_equal(cupy.asnumpy(g), w)
+
+
+@pytest.mark.parametrize("scale_kind", ["float", "np.float64", "0-d", "1-element", "per-row"])
 @pytest.mark.parametrize("n", [1, 255, 256, 257, 100_003])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_softmax_xent_bwd_parity(dtype, n, scale_kind, rng):
@@ -127,7 +143,8 @@ def test_softmax_xent_bwd_parity(dtype, n, scale_kind, rng):
     target = rng.integers(0, 10, size=n).astype(np.int64)
     value = 0.7 / n
     host = {"float": value, "np.float64": np.float64(value), "0-d": np.array(value),
-            "1-element": np.array([value])}[scale_kind]
+            "1-element": np.array([value]),
+            "per-row": (value * rng.uniform(0, 2, size=n)).astype(dtype)}[scale_kind]
     dev = cupy.asarray(host) if isinstance(host, np.ndarray) else host
     want = CPU.softmax_xent_bwd(p, target, host)
     rtol, atol = TOL[np.dtype(dtype)]

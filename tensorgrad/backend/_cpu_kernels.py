@@ -464,15 +464,33 @@ class CpuKernels:
 
     # losses
 
+    def softmax_xent_fwd(self, logp: np.ndarray, target: np.ndarray, ignore_index: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(nll, tc, kept) per row of log-probabilities logp (N, C) and integer targets (N,):
+        nll = -logp[i, t_i], 0 where t_i is ignore_index and NaN where it is otherwise outside
+        [0, C); tc = t_i clamped to 0 outside [0, C) (safe to gather with); kept = 1 unless t_i
+        is ignore_index, in logp's dtype."""
+        n, c = logp.shape
+        # One comparison for 0 <= t < C: a negative target read as unsigned is above any C.
+        in_range = target.view(f"u{target.dtype.itemsize}") < c
+        tc = target * in_range
+        kept = target != ignore_index
+        nll = logp[np.arange(n), tc]
+        np.negative(nll, out=nll)
+        np.copyto(nll, np.nan, where=~in_range)
+        np.copyto(nll, 0, where=~kept)
+        return nll, tc, kept.astype(logp.dtype)
+
     def softmax_xent_bwd(self, p: np.ndarray, target: np.ndarray, scale: Any,
                          out: np.ndarray | None = None) -> np.ndarray:
-        """(p - onehot(target)) * scale for probabilities p (N, C) and int64 target (N,);
-        scale (gy / N) is a float or a 1-element array."""
+        """(p - onehot(target)) * scale per row, for probabilities p (N, C), int64 target
+        (N,) and scale a number or an array of 1 or N elements (gy times the row's weight)."""
         pc = _up(p)
-        s = _scalar(scale, p.dtype)
+        s = np.reshape(np.asarray(scale, dtype=pc.dtype), (-1, 1))
         r = pc * s
         rows = np.arange(p.shape[0])
-        r[rows, target] = (pc[rows, target] - 1) * s  # the same rounding as the CUDA kernel
+        # (p - 1) * scale at the target: the same rounding as the CUDA kernel
+        r[rows, target] = (pc[rows, target] - 1) * s[:, 0]
         return _finish(r, p.dtype, out)
 
     # row softmax (kernels/softmax.cuh): over the last axis, rows of any leading shape

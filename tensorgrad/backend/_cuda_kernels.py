@@ -59,12 +59,22 @@ _KERNELS: dict[str, tuple[str, str, str, str]] = {
     "bias_relu_fwd": ("activations.cuh", "T z, T b", "T y", "y = tg_bias_relu(z, b)"),
     "bias_sigmoid_fwd": ("activations.cuh", "T z, T b", "T y", "y = tg_bias_sigmoid(z, b)"),
     "bias_tanh_fwd": ("activations.cuh", "T z, T b", "T y", "y = tg_bias_tanh(z, b)"),
-    # target (any integer dtype, I) arrives as (N, 1) and broadcasts along the classes; i is
-    # the C-order index of the (N, C) output, so i % ncls is the class of this element. scale
-    # is read on the device (raw, any 1-element array) so gy / N never makes a host round trip.
-    "softmax_xent_bwd": ("losses.cuh", "T p, I target, raw S scale, int64 ncls", "T gx",
+    # One thread per row of the (N, C) log-probabilities (raw, C-contiguous): the row's loss,
+    # its target clamped into [0, C) for the backward's gather (0 outside: a negative target
+    # read as unsigned is above any C, so one comparison checks both ends), and its weight, 1
+    # unless the target is ignore_index. logp is only read at an index in range.
+    "softmax_xent_fwd": (
+        "losses.cuh", "raw T logp, I t, int64 ncls, int64 ignore", "T nll, I tc, T kept",
+        ("long long c = t; bool in_range = (unsigned long long)c < (unsigned long long)ncls; "
+         "bool keep = c != ignore; tc = in_range ? c : 0; kept = T(keep ? 1.0f : 0.0f); "
+         "nll = tg_xent_nll(in_range ? tg_real<T>(logp[i * ncls + c]) : tg_real<T>(0), "
+         "in_range, keep)")),
+    # target (any integer dtype, I) and the per-row scale (S; one element broadcasts) arrive
+    # as (N, 1) and broadcast along the classes; i is the C-order index of the (N, C) output,
+    # so i % ncls is the class of this element.
+    "softmax_xent_bwd": ("losses.cuh", "T p, I target, S scale, int64 ncls", "T gx",
                          ("gx = tg_softmax_xent_grad(p, target == i % ncls, "
-                          "tg_real<T>(scale[0]))")),
+                          "tg_real<T>(scale))")),
     # Optimizer steps: parameter and state are outputs updated in place, loaded into the
     # compute type, stepped, and stored back (one rounding per step for float16). The learning
     # rate and the step count are read and counted on the device (raw, 1-element float64
@@ -176,12 +186,18 @@ class CudaKernels:
         setattr(self, name, kernel)  # later lookups never reach __getattr__
         return kernel
 
+    def softmax_xent_fwd(self, logp: Any, target: Any, ignore_index: int) -> tuple[Any, Any, Any]:
+        """(nll, tc, kept) per row of logp (N, C) and integer targets (N,), as the twin."""
+        logp = self._cupy.ascontiguousarray(logp)
+        return self._softmax_xent_fwd(logp, target, logp.shape[-1], int(ignore_index))
+
     def softmax_xent_bwd(self, p: Any, target: Any, scale: Any, out: Any = None) -> Any:
-        """(p - onehot(target)) * scale for p (N, C), target int64 (N,), scale gy / N."""
+        """(p - onehot(target)) * scale per row for p (N, C), target int64 (N,), scale a
+        number or an array of 1 or N elements (gy times the row's weight)."""
         if not isinstance(scale, self._cupy.ndarray):
             # A host scalar becomes a 1-element device array by a fill kernel, not a copy.
             scale = self._cupy.full((1,), float(np.reshape(scale, ())), dtype=np.float64)
-        args = (p, target.reshape(-1, 1), scale, p.shape[-1])
+        args = (p, target.reshape(-1, 1), scale.reshape(-1, 1), p.shape[-1])
         return self._softmax_xent_bwd(*args) if out is None else self._softmax_xent_bwd(*args, out)
 
     # row softmax (kernels/softmax.cuh): RawModule templates, one thread block per row

@@ -20,31 +20,24 @@ class SoftmaxCrossEntropy(Op):
     """loss_i = logsumexp(x_i) - x_i[t_i] for logits x (N, C) and class targets t (N,),
     through log-softmax so large logits stay finite. Rows whose target is ignore_index count
     neither in the loss nor in the mean; a target outside [0, C) gives NaN (checked on the
-    device: no host round trip). gx = (softmax(x) - onehot(t)) * gy / count, one fused
-    kernel in SoftmaxCrossEntropyGrad."""
+    device: no host round trip). The rows' losses, clamped targets and weights come from one
+    fused kernel; gx = (p - onehot(t)) * gy * weight, one fused kernel in
+    SoftmaxCrossEntropyGrad."""
 
     @staticmethod
     def forward(ctx: Op, x: Any, t: Any, ignore_index: int, reduction: str) -> Any:
-        xp = ctx.xp
         logp = ctx.kernels.log_softmax_fwd(x)  # one pass per row (a fused kernel on CUDA)
-        valid = t != ignore_index
-        # One comparison for 0 <= t < C: a negative target read as unsigned is above any C.
-        in_range = t.view(f"u{t.dtype.itemsize}") < x.shape[1]
-        tc = t * in_range  # class 0 for the rows out of range (a ufunc: no copy on replay)
-        nll = -xp.take_along_axis(logp, tc[:, None], axis=1)[:, 0]
-        nll = xp.where(valid, xp.where(in_range, nll, xp.nan), 0).astype(x.dtype, copy=False)
-        e = xp.exp(logp)  # the probabilities backward needs, kept instead of logp
-        weight = valid.astype(x.dtype)
-        ctx.inv_count = None
+        nll, tc, weight = ctx.kernels.softmax_xent_fwd(logp, t, ignore_index)
+        e = ctx.xp.exp(logp)  # the probabilities backward needs, kept instead of logp
         if reduction == "none":
             loss = nll
         elif reduction == "sum":
             loss = nll.sum()
         else:
             with np.errstate(divide="ignore", invalid="ignore"):  # every row ignored: NaN
-                ctx.inv_count = 1.0 / weight.sum()
-                weight *= ctx.inv_count
-                loss = nll.sum() * ctx.inv_count  # not dot: cuBLAS refuses CUDA graph capture
+                inv_count = 1.0 / weight.sum()
+                weight *= inv_count
+                loss = nll.sum() * inv_count  # not dot: cuBLAS refuses CUDA graph capture
         ctx.save_for_backward(x, e, tc, weight)
         ctx.reduction = reduction
         return loss
@@ -52,30 +45,20 @@ class SoftmaxCrossEntropy(Op):
     @staticmethod
     def backward(ctx: Op, gy: Tensor) -> tuple[Tensor, None]:
         x, p, tc, weight = ctx.saved_tensors
-        return SoftmaxCrossEntropyGrad.apply(x, gy, p, tc, weight, reduction=ctx.reduction,
-                                             inv_count=ctx.inv_count), None
+        return SoftmaxCrossEntropyGrad.apply(x, gy, p, tc, weight, reduction=ctx.reduction), None
 
 
 class SoftmaxCrossEntropyGrad(Op):
     """gx = (p - onehot(t)) * gy * w per row (w = 1/count or 1, 0 on ignored rows), p =
-    softmax(x); one kernel call for a scalar gy. Inputs x and gy carry gradients: its
-    backward is in Tensor ops, so second derivatives are recorded."""
+    softmax(x); one kernel call after the per-row scale gy * w. Inputs x and gy carry
+    gradients: its backward is in Tensor ops, so second derivatives are recorded."""
 
     @staticmethod
-    def forward(ctx: Op, x: Any, gy: Any, p: Any, tc: Any, weight: Any, reduction: str,
-                inv_count: Any) -> Any:
+    def forward(ctx: Op, x: Any, gy: Any, p: Any, tc: Any, weight: Any, reduction: str) -> Any:
         ctx.save_for_backward(x, gy, tc, weight)
         ctx.reduction = reduction
-        if reduction == "none":
-            w = gy * weight
-            gx = p * w[:, None]
-            gx[ctx.xp.arange(p.shape[0]), tc] -= w
-            return gx
-        # scale stays a device array: gy / count never makes a host round trip.
-        scale = (gy if inv_count is None else gy * inv_count).reshape(1)
-        gx = ctx.kernels.softmax_xent_bwd(p, tc, scale)
-        gx *= (weight != 0)[:, None]  # ignored rows get no gradient
-        return gx
+        # The scale stays a device array: gy / count never makes a host round trip.
+        return ctx.kernels.softmax_xent_bwd(p, tc, gy * weight)
 
     @staticmethod
     def backward(ctx: Op, ggx: Tensor) -> tuple[Any, Any, None, None, None]:
