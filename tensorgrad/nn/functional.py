@@ -346,7 +346,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
                         ignore_index, reduction)
     x, t = _class_layout(input, target, "cross_entropy")
     _check_classes(t, x.shape[1], ignore_index, "cross_entropy")
-    if x.shape[1] == 0 and x.shape[0]:  # where the device skips the check above (CUDA)
+    if x.shape[1] == 0 and x.shape[0]:  # where the check above is skipped (CUDA, a capture)
         raise IndexError("cross_entropy: the input has no classes (C = 0), so no target is "
                          "in range")
     loss = SoftmaxCrossEntropy.apply(x, t.long(), ignore_index=ignore_index,
