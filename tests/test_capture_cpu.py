@@ -197,6 +197,24 @@ def test_other_threads_are_not_recorded():
     np.testing.assert_array_equal(z, np.full(4, 10.0))
 
 
+def test_a_kernel_with_several_results_replays_into_its_buffers():
+    """A fused kernel that returns several arrays and takes out= is one entry that writes
+    them into the recording's buffers: no copies on replay, and new targets flow through."""
+    graph = CPU.new_graph()
+    logp = np.log(np.full((3, 4), 0.25, np.float32))
+    target = np.array([0, 1, 2])
+    with graph.capture():
+        nll, tc, kept = CPU.kernels.softmax_xent_fwd(graph.trace(logp), graph.trace(target), 1)
+    assert len(graph) == 1
+    out = graph._entries[0][2]["out"]
+    assert all(np.shares_memory(r, o) for r, o in zip((nll, tc, kept), out))
+    target[:] = [1, 5, 3]  # ignored, out of range, in range
+    graph.replay()
+    np.testing.assert_array_equal(nll, np.array([0, np.nan, np.log(4)], np.float32))
+    np.testing.assert_array_equal(tc, [1, 0, 3])
+    np.testing.assert_array_equal(kept, [0, 1, 1])
+
+
 def test_embedding_gradients_follow_new_indices_on_replay():
     """The CPU's scatter-add groups rows by the index values it sees: under a recording it
     must be the np.add.at a replay repeats, not a grouping baked for the first indices."""

@@ -335,6 +335,11 @@ def test_softmax_xent_fwd(dtype, n, ignore_index, rng):
         assert kept[i] == (t != ignore_index)
         want = 0.0 if t == ignore_index else (-logp[i, t] if in_range else np.nan)
         np.testing.assert_array_equal(nll[i], np.asarray(want, dtype=dtype))
+    out = (np.full(n, 7, dtype), np.full(n, 7, np.int64), np.full(n, 7, dtype))
+    got = K.softmax_xent_fwd(logp, target, ignore_index, out=out)
+    for g, o, w in zip(got, out, (nll, tc, kept)):
+        assert g is o
+        np.testing.assert_array_equal(g, w)
 
 
 @pytest.mark.parametrize("scale_kind", ["float", "np.float64", "0-d", "1-element", "per-row"])
@@ -356,6 +361,9 @@ def test_softmax_xent_bwd(dtype, n, scale_kind, rng):
     out = np.empty_like(p.T).T
     assert K.softmax_xent_bwd(p[:, ::-1].copy()[:, ::-1], target, scale, out) is out
     np.testing.assert_array_equal(out, gx)
+    p_again = p.copy()  # in place: each row's target is read before the row is written
+    assert K.softmax_xent_bwd(p_again, target, scale, p_again) is p_again
+    np.testing.assert_array_equal(p_again, gx)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

@@ -128,9 +128,13 @@ def test_softmax_xent_fwd_parity(dtype, n, ignore_index, rng):
     want = CPU.softmax_xent_fwd(logp, target, ignore_index)
     got = GPU.softmax_xent_fwd(cupy.asarray(logp.T.copy()).T, cupy.asarray(target),
                                ignore_index)
-    for g, w in zip(got, want):
+    out = tuple(cupy.full(w.shape, 7, w.dtype) for w in want)
+    into = GPU.softmax_xent_fwd(cupy.asarray(logp), cupy.asarray(target), ignore_index, out)
+    assert all(i is o for i, o in zip(into, out))
+    for g, i, w in zip(got, into, want):
         assert g.dtype == w.dtype and g.shape == w.shape
         np.testing.assert_array_equal(cupy.asnumpy(g), w)
+        np.testing.assert_array_equal(cupy.asnumpy(i), w)
 
 
 @pytest.mark.parametrize("scale_kind", ["float", "np.float64", "0-d", "1-element", "per-row"])

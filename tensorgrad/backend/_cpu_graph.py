@@ -202,7 +202,10 @@ class CpuGraph:
             fresh = [not any(np.may_share_memory(r, a) for a in inputs) for r in result]
             if any(fresh):
                 bufs = tuple(self.own(r) for r in result)
-                self.add(_copy_results, (bufs, fn, args, kwargs))
+                if takes_out:
+                    self.add(fn, args, {**kwargs, "out": bufs})
+                else:
+                    self.add(_copy_results, (bufs, fn, args, kwargs))
                 return type(result)(b.view(_Traced) for b in bufs)
             return type(result)(r.view(_Traced) for r in result)
         return result  # shapes, dtypes: no values

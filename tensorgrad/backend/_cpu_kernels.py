@@ -72,10 +72,43 @@ def _finish(r: np.ndarray, dtype: np.dtype, out: np.ndarray | None) -> np.ndarra
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _ones_column(n: int, dtype: np.dtype) -> np.ndarray:
+    ones = np.ones((n, 1), dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+def _row_sum(x: np.ndarray) -> np.ndarray:
+    """x summed over its last axis, keepdims. NumPy sums a contiguous last axis one row at a
+    time; a product with a column of ones is one GEMV (one thread, float32: (64, 10) 2.3 ->
+    1.1 us, (512, 256) 29 -> 8 us, (4096, 10) 81 -> 10 us). It is as accurate as NumPy's sum
+    up to 256 columns; beyond, NumPy's pairwise sum has half the error, and is kept."""
+    n = x.shape[-1]
+    if n > 256 or x.size == 0 or not x.flags.c_contiguous:
+        return x.sum(axis=-1, keepdims=True)
+    total = np.matmul(x.reshape(-1, n), _ones_column(n, x.dtype))
+    return total.reshape(*x.shape[:-1], 1)
+
+
+def _row_max(x: np.ndarray) -> np.ndarray:
+    """x's maximum over its last axis, keepdims. NumPy reduces a contiguous last axis one row
+    at a time; under 32 columns an F-ordered copy, reduced across rows, is faster (one
+    thread, float32: (64, 10) 4.0 -> 2.0 us, (512, 10) 24 -> 4 us)."""
+    n = x.shape[-1]
+    if n >= 32 or x.size == 0:
+        return x.max(axis=-1, keepdims=True)
+    rows = np.asfortranarray(x.reshape(-1, n))
+    return rows.max(axis=-1, keepdims=True).reshape(*x.shape[:-1], 1)
+
+
+_INT = {2: np.dtype(np.int16), 4: np.dtype(np.int32), 8: np.dtype(np.int64)}
+
+
 def _int_view(a: Any) -> np.ndarray:
     """The bits of a float array (or NumPy scalar) as a signed integer array of its width."""
     a = np.asarray(a)
-    return a.view(np.dtype(f"i{a.dtype.itemsize}"))
+    return a.view(_INT[a.dtype.itemsize])  # a table: building the dtype costs more than the view
 
 
 def _select(cond: Any, a: np.ndarray, b: np.ndarray, dtype: np.dtype,
@@ -464,33 +497,38 @@ class CpuKernels:
 
     # losses
 
-    def softmax_xent_fwd(self, logp: np.ndarray, target: np.ndarray, ignore_index: int
+    def softmax_xent_fwd(self, logp: np.ndarray, target: np.ndarray, ignore_index: int,
+                         out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(nll, tc, kept) per row of log-probabilities logp (N, C) and integer targets (N,):
         nll = -logp[i, t_i], 0 where t_i is ignore_index and NaN where it is otherwise outside
         [0, C); tc = t_i clamped to 0 outside [0, C) (safe to gather with); kept = 1 unless t_i
-        is ignore_index, in logp's dtype."""
+        is ignore_index, in logp's dtype. out: the three arrays to write them into."""
         n, c = logp.shape
+        nll, tc, kept = out if out is not None else (
+            np.empty(n, logp.dtype), np.empty(n, target.dtype), np.empty(n, logp.dtype))
         # One comparison for 0 <= t < C: a negative target read as unsigned is above any C.
         in_range = target.view(f"u{target.dtype.itemsize}") < c
-        tc = target * in_range
-        kept = target != ignore_index
-        nll = logp[np.arange(n), tc]
-        np.negative(nll, out=nll)
+        np.multiply(target, in_range, out=tc)
+        np.negative(logp[np.arange(n), tc], out=nll)
         np.copyto(nll, np.nan, where=~in_range)
-        np.copyto(nll, 0, where=~kept)
-        return nll, tc, kept.astype(logp.dtype)
+        ignored = np.equal(target, ignore_index)
+        np.copyto(nll, 0, where=ignored)
+        np.logical_not(ignored, out=kept)
+        return nll, tc, kept
 
     def softmax_xent_bwd(self, p: np.ndarray, target: np.ndarray, scale: Any,
                          out: np.ndarray | None = None) -> np.ndarray:
         """(p - onehot(target)) * scale per row, for probabilities p (N, C), int64 target
         (N,) and scale a number or an array of 1 or N elements (gy times the row's weight)."""
         pc = _up(p)
-        s = np.reshape(np.asarray(scale, dtype=pc.dtype), (-1, 1))
-        r = pc * s
+        s = np.asarray(scale, dtype=pc.dtype).reshape(-1, 1)
         rows = np.arange(p.shape[0])
-        # (p - 1) * scale at the target: the same rounding as the CUDA kernel
-        r[rows, target] = (pc[rows, target] - 1) * s[:, 0]
+        hit = pc[rows, target]  # read before r is written: out may be p
+        hit -= 1
+        hit *= s[:, 0]  # (p - 1) * scale at the target: the same rounding as the CUDA kernel
+        r = np.multiply(pc, s, out=_dest(out, p.dtype))
+        r[rows, target] = hit
         return _finish(r, p.dtype, out)
 
     # row softmax (kernels/softmax.cuh): over the last axis, rows of any leading shape
@@ -508,13 +546,13 @@ class CpuKernels:
             n = x.shape[-1]
             xc = np.where(_causal_keep(causal_rows, n), xc.reshape(-1, causal_rows, n),
                           -np.inf).reshape(x.shape)
-        m = xc.max(axis=-1, keepdims=True)
+        m = _row_max(xc)
         if masked_zero:
             m[m == -np.inf] = 0.0  # exp(-inf - 0) = 0: the row sums to 0, fixed below
         with np.errstate(invalid="ignore"):  # a row of -inf is NaN, silently, as PyTorch's
             e = np.subtract(xc, m, out=xc if xc is not x else _dest(out, x.dtype))
         np.exp(e, out=e)
-        s = e.sum(axis=-1, keepdims=True)
+        s = _row_sum(e)
         if masked_zero:
             s[s == 0] = np.inf
         e /= s
@@ -525,7 +563,7 @@ class CpuKernels:
         """y (gy - sum(gy y)) over the last axis, from the softmax output y."""
         yc, gc = _up(y), _up(gy)
         dest = None if out is y else _dest(out, y.dtype)  # y is read again after the write
-        r = np.subtract(gc, (gc * yc).sum(axis=-1, keepdims=True), out=dest)
+        r = np.subtract(gc, _row_sum(gc * yc), out=dest)
         r *= yc
         return _finish(r, y.dtype, out)
 
@@ -535,15 +573,16 @@ class CpuKernels:
         if x.size == 0:
             return _finish(xc.copy(), x.dtype, out)
         with np.errstate(invalid="ignore"):
-            z = np.subtract(xc, xc.max(axis=-1, keepdims=True), out=_dest(out, x.dtype))
-        z -= np.log(np.exp(z).sum(axis=-1, keepdims=True))
+            z = np.subtract(xc, _row_max(xc), out=_dest(out, x.dtype))
+        s = _row_sum(np.exp(z))
+        z -= np.log(s, out=s)
         return _finish(z, x.dtype, out)
 
     def log_softmax_bwd(self, y: np.ndarray, gy: np.ndarray,
                         out: np.ndarray | None = None) -> np.ndarray:
         """gy - exp(y) sum(gy) over the last axis, from the log-softmax output y."""
         yc, gc = _up(y), _up(gy)
-        total = gc.sum(axis=-1, keepdims=True)
+        total = _row_sum(gc)
         dest = None if out is gy else _dest(out, y.dtype)  # gy is read again after the write
         r = np.exp(yc, out=dest)
         r *= total

@@ -186,10 +186,12 @@ class CudaKernels:
         setattr(self, name, kernel)  # later lookups never reach __getattr__
         return kernel
 
-    def softmax_xent_fwd(self, logp: Any, target: Any, ignore_index: int) -> tuple[Any, Any, Any]:
+    def softmax_xent_fwd(self, logp: Any, target: Any, ignore_index: int,
+                         out: tuple[Any, Any, Any] | None = None) -> tuple[Any, Any, Any]:
         """(nll, tc, kept) per row of logp (N, C) and integer targets (N,), as the twin."""
         logp = self._cupy.ascontiguousarray(logp)
-        return self._softmax_xent_fwd(logp, target, logp.shape[-1], int(ignore_index))
+        return self._softmax_xent_fwd(logp, target, logp.shape[-1], int(ignore_index),
+                                      *(out or ()))
 
     def softmax_xent_bwd(self, p: Any, target: Any, scale: Any, out: Any = None) -> Any:
         """(p - onehot(target)) * scale per row for p (N, C), target int64 (N,), scale a
