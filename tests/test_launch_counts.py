@@ -70,12 +70,13 @@ def test_an_sgd_step_of_a_tiny_mlp() -> None:
         _gemm(N, C, HID), ("add", F * (2 * N * C + C)),
         # cross-entropy forward (ops/loss.py): log-softmax, one fused pass over the rows (each
         # row's loss, clamped target and weight; reads the log-probabilities whole, as a raw
-        # array), the kept probabilities, the mean's weights and the loss
+        # array), the kept probabilities, the loss (sum / count) and the mean's weights
+        # (weight / max(count, 1): 0, not NaN, when every row is ignored)
         ("tg_log_softmax_fwd", 2 * F * N * C),
         ("tg_softmax_xent_fwd", F * N * C + 2 * I64 * N + 2 * F * N),
         ("exp", 2 * F * N * C),
-        ("sum", F * N + F), ("divide", 2 * F), ("multiply", 2 * F * N + F),
-        ("sum", F * N + F), ("multiply", 3 * F),
+        ("sum", F * N + F), ("sum", F * N + F), ("divide", 3 * F),
+        ("maximum", 2 * F), ("divide", 2 * F * N + F),
         # backward: the seed, the per-row scale gy * weight and the loss's fused gradient
         ("ones", F), ("multiply", F + 2 * F * N),
         ("tg_softmax_xent_bwd", 2 * F * N * C + I64 * N + F * N),

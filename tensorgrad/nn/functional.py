@@ -366,13 +366,16 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     valid = t != ignore_index
     in_range = (t >= 0) & (t < c)
     tc = where(in_range, t, 0)
-    picked = x[arange(n, device=x.device), tc]
+    # An ignored row picks 0, whatever x holds there (-inf * 0 would make it NaN)
+    picked = where(valid, x[arange(n, device=x.device), tc], 0.0)
     w = valid.to(dtype=x.dtype)
     if weight is not None:
         if weight.shape != (c,):
             raise ValueError(f"nll_loss: weight must have shape ({c},), got {weight.shape}")
         w = w * weight[tc]
-    loss = where(in_range | ~valid, -picked * w, math.nan)
+    # and passes no gradient, so that a mean over no kept rows (0 / 0) still gives gradients
+    # of 0, as PyTorch's.
+    loss = where(valid, where(in_range, -picked * w, math.nan), 0.0)
     if reduction == "none":
         return loss.reshape(target.shape)
     if reduction == "sum":

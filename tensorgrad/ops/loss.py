@@ -34,10 +34,12 @@ class SoftmaxCrossEntropy(Op):
         elif reduction == "sum":
             loss = nll.sum()
         else:
-            with np.errstate(divide="ignore", invalid="ignore"):  # every row ignored: NaN
-                inv_count = 1.0 / weight.sum()
-                weight *= inv_count
-                loss = nll.sum() * inv_count  # not dot: cuBLAS refuses CUDA graph capture
+            count, total = weight.sum(), nll.sum()  # not dot: cuBLAS refuses graph capture
+            with np.errstate(divide="ignore", invalid="ignore"):  # every row ignored: 0 / 0
+                loss = total / count
+            # Every row ignored gives a NaN loss but gradients of 0, as in PyTorch: a batch of
+            # padding leaves the weights as they were.
+            weight /= ctx.xp.maximum(count, 1)
         ctx.save_for_backward(x, e, tc, weight)
         ctx.reduction = reduction
         return loss

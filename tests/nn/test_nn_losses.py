@@ -196,10 +196,38 @@ def test_bce_computes_in_the_inputs_dtype_whatever_the_targets(device: str) -> N
     assert p.grad.dtype == tg.float32
 
 
-def test_all_targets_ignored_gives_nan_mean_like_torch(device: str) -> None:
+@pytest.mark.parametrize("weighted", [False, True])
+def test_an_ignored_row_counts_zero_whatever_it_picked(weighted: bool, device: str) -> None:
+    # log-probabilities of -inf (a class masked out) in ignored rows, as with padding tokens
+    torch = pytest.importorskip("torch")
+    with np.errstate(divide="ignore"):
+        logp = np.log(np.array([[0.0, 0.5, 0.5], [0.0, 0.2, 0.8], [0.3, 0.3, 0.4]]))
+    t = np.array([-100, 2, 1])
+    weight = np.array([1.0, 2.0, 3.0]) if weighted else None
+    ours_x = tg.tensor(logp, device=device, requires_grad=True)
+    ours = F.nll_loss(ours_x, tg.tensor(t, device=device),
+                      None if weight is None else tg.tensor(weight, device=device))
+    ref_x = torch.tensor(logp, requires_grad=True)
+    ref = torch.nn.functional.nll_loss(ref_x, torch.from_numpy(t),
+                                       None if weight is None else torch.from_numpy(weight))
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
+    ours.backward()
+    ref.backward()
+    np.testing.assert_array_equal(ours_x.grad.numpy(), ref_x.grad.numpy())
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("fn", ["cross_entropy", "nll_loss"])
+def test_all_targets_ignored_gives_nan_mean_and_zero_gradients_like_torch(
+        fn: str, weighted: bool, device: str) -> None:
+    # A batch of padding only: the mean is 0 / 0, but the gradients are 0, not NaN, so that an
+    # optimizer step leaves the weights as they were.
     x = tg.zeros(2, 3, device=device, requires_grad=True)
-    loss = F.cross_entropy(x, tg.tensor([-100, -100], device=device))
+    weight = tg.tensor([1.0, 2.0, 3.0], device=device) if weighted else None
+    loss = getattr(F, fn)(x, tg.tensor([-100, -100], device=device), weight)
     assert np.isnan(loss.item())
+    loss.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros((2, 3)))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
