@@ -132,9 +132,10 @@ def test_replayed_steps_are_bitwise_equal_to_eager_steps(device, make_opt):
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_cross_entropy_replays_follow_each_batch_targets(device, reduction):
-    # ignore_index rows count 0 and leave the mean, as eager; a target out of range, which the
-    # CPU refuses eagerly, gives NaN in a replay (the check would read values on the host),
-    # as on CUDA; and the next batch's targets are read again.
+    # ignore_index rows count 0 and leave the mean, as eager; a batch with every row ignored
+    # replays as silently as eager (the mean's 0 / 0 is NaN, the gradients 0); a target out of
+    # range, which the CPU refuses eagerly, gives NaN in a replay (the check would read values
+    # on the host), as on CUDA; and the next batch's targets are read again.
     rng = np.random.default_rng(3)
     x = tg.tensor(rng.standard_normal((6, 5)), dtype=tg.float32, device=device,
                   requires_grad=True)
@@ -147,15 +148,17 @@ def test_cross_entropy_replays_follow_each_batch_targets(device, reduction):
         return loss, x.grad
 
     run = tg.capture(step, warmup=1)
-    batches = [[0, 2, 4, 1, 2, 3], [2, 2, 2, 2, 2, 0], [1, 1, 0, 4, 3, 2], [0, 7, 2, 1, 1, 1]]
+    batches = [[0, 2, 4, 1, 2, 3], [2, 2, 2, 2, 2, 0], [1, 1, 0, 4, 3, 2], [2, 2, 2, 2, 2, 2],
+               [0, 7, 2, 1, 1, 1]]
     for k, labels in enumerate(batches):
         y = tg.tensor(labels, device=device)
         loss, grad = (t.numpy().copy() for t in run(y))
-        if k < 3:  # replays (from the second call) against eager on the same targets
+        if k < 4:  # replays (from the second call) against eager on the same targets
             want_loss, want_grad = (t.numpy() for t in step(y))
             np.testing.assert_array_equal(loss, want_loss)
             np.testing.assert_array_equal(grad, want_grad)
-            assert np.all(np.isfinite(loss))
+            assert np.all(np.isfinite(loss)) == (k != 3 or reduction != "mean")
+            assert np.any(grad) == (k != 3)
         elif reduction == "none":  # only the row whose target is 7 (of 5 classes)
             assert np.isnan(loss).tolist() == [False, True, False, False, False, False]
         else:

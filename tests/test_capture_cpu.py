@@ -215,6 +215,23 @@ def test_a_kernel_with_several_results_replays_into_its_buffers():
     np.testing.assert_array_equal(kept, [0, 1, 1])
 
 
+def test_a_call_made_inside_np_errstate_replays_under_it():
+    """An op that silences NumPy for one call (1 / 0 of a batch with every row ignored) is
+    as silent on replay; the calls around it replay under the caller's settings."""
+    graph = CPU.new_graph()
+    x = np.ones(3)
+    with graph.capture():
+        t = graph.trace(x)
+        with np.errstate(divide="ignore"):
+            quiet = 1.0 / t
+        loud = 2.0 / t
+    x[:] = 0.0
+    with pytest.warns(RuntimeWarning, match="divide by zero") as caught:
+        graph.replay()
+    assert len(caught) == 1  # from loud only
+    assert np.all(np.isinf(quiet)) and np.all(np.isinf(loud))
+
+
 def test_embedding_gradients_follow_new_indices_on_replay():
     """The CPU's scatter-add groups rows by the index values it sees: under a recording it
     must be the np.add.at a replay repeats, not a grouping baked for the first indices."""

@@ -93,6 +93,13 @@ def _copy_results(bufs: tuple[np.ndarray, ...], fn: Callable[..., Any], args: tu
         np.copyto(buf, r, casting="unsafe")
 
 
+def _under_errstate(changed: dict[str, str], fn: Callable[..., Any], *args: Any,
+                    **kwargs: Any) -> Any:
+    """Replay of a call recorded inside np.errstate: under the settings it changed."""
+    with np.errstate(**changed):  # type: ignore[arg-type]
+        return fn(*args, **kwargs)
+
+
 def _out_position(fn: Callable[..., Any]) -> int | None:
     """Where fn takes its `out` argument, or None if it has none."""
     names = list(inspect.signature(fn).parameters)
@@ -129,6 +136,7 @@ class CpuGraph:
         backend.capturing = True
         _active, _owner = self, threading.get_ident()
         self._pending = entries
+        self._errors = np.geterr()
         try:
             yield self
         finally:
@@ -136,7 +144,7 @@ class CpuGraph:
             _active = None
             backend.capturing = False
             backend.xp, backend.kernels, backend._rng = saved
-            del self._pending
+            del self._pending, self._errors
         self._entries = entries
         self._calls = [functools.partial(fn, *args, **kwargs) for fn, args, kwargs in entries]
 
@@ -167,6 +175,11 @@ class CpuGraph:
 
     def add(self, fn: Callable[..., Any], args: tuple[Any, ...],
             kwargs: dict[str, Any] | None = None) -> None:
+        # An op that silences NumPy (np.errstate around 1 / 0 of an all-ignored batch) must be
+        # as silent on replay, when its errstate block is long gone.
+        changed = {k: v for k, v in np.geterr().items() if v != self._errors[k]}
+        if changed:
+            fn, args = _under_errstate, (changed, fn, *args)
         self._pending.append((fn, args, kwargs or {}))
 
     def own(self, result: Any) -> np.ndarray:
