@@ -366,15 +366,15 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     valid = t != ignore_index
     in_range = (t >= 0) & (t < c)
     tc = where(in_range, t, 0)
-    # An ignored row picks 0, whatever x holds there (-inf * 0 would make it NaN)
+    # An ignored row picks 0 whatever x holds there (-inf * 0 is NaN), and its loss is the
+    # constant 0, which passes no gradient: a mean over no kept rows (0 / 0) is NaN with
+    # gradients of 0, as in PyTorch.
     picked = where(valid, x[arange(n, device=x.device), tc], 0.0)
     w = valid.to(dtype=x.dtype)
     if weight is not None:
         if weight.shape != (c,):
             raise ValueError(f"nll_loss: weight must have shape ({c},), got {weight.shape}")
         w = w * weight[tc]
-    # and passes no gradient, so that a mean over no kept rows (0 / 0) still gives gradients
-    # of 0, as PyTorch's.
     loss = where(valid, where(in_range, -picked * w, math.nan), 0.0)
     if reduction == "none":
         return loss.reshape(target.shape)
