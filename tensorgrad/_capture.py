@@ -102,8 +102,12 @@ class CapturedStep:
     tensors as arguments of their own). Inside the recording, reading values on the host
     (.item(), .numpy(), printing, bool() or a Python branch on a tensor) and ops whose output
     size depends on the data raise CaptureError, on every device. Random draws draw anew on
-    every replay; learning rates set by schedulers are read on every replay. The recording
-    holds the arrays the step used: changes in place (load_state_dict into a model, a new
+    every replay; learning rates set by schedulers are read on every replay. Other Python-side
+    state that the step reads while it records is baked in, as in a CUDA graph: optimizer
+    hyperparameters other than the learning rate (momentum, betas, eps, weight decay), a
+    module's train/eval mode, which parameters require gradients. Set them before the
+    recording, or capture a new step after changing them. The recording holds the arrays the
+    step used: changes in place (load_state_dict into a model, a new
     learning rate) are seen, but tensors replaced afterwards (optimizer.load_state_dict makes
     new state tensors) are not, so capture after restoring a checkpoint. Every intermediate
     keeps its own buffer, as in a CUDA graph's private pool."""
