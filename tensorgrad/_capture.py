@@ -21,6 +21,18 @@ from .backend import CaptureError, get_backend
 
 __all__ = ["CUDAGraph", "CaptureError", "CapturedStep", "capture"]
 
+_baked_version = 0  # counts changes of Python-side state that recordings bake in
+
+
+def baked_state_changed() -> None:
+    """Python-side state that a recording reads once and bakes in has changed: an optimizer
+    hyperparameter other than the learning rate, an optimizer's state tensors (load_state_dict
+    replaces them), a module's train/eval mode, whether a parameter requires gradients. Every
+    captured step then warms up and records again on its next call, so that no replay runs
+    with the old values (as torch.compile compiles again when a value it guards changes)."""
+    global _baked_version
+    _baked_version += 1
+
 
 class _ReadThrough:
     """Stands in for Tensor's `_data` slot while a graph records whose backend must see every
@@ -102,15 +114,14 @@ class CapturedStep:
     tensors as arguments of their own). Inside the recording, reading values on the host
     (.item(), .numpy(), printing, bool() or a Python branch on a tensor) and ops whose output
     size depends on the data raise CaptureError, on every device. Random draws draw anew on
-    every replay; learning rates set by schedulers are read on every replay. Other Python-side
-    state that the step reads while it records is baked in, as in a CUDA graph: optimizer
-    hyperparameters other than the learning rate (momentum, betas, eps, weight decay), a
-    module's train/eval mode, which parameters require gradients. Set them before the
-    recording, or capture a new step after changing them. The recording holds the arrays the
-    step used: changes in place (load_state_dict into a model, a new
-    learning rate) are seen, but tensors replaced afterwards (optimizer.load_state_dict makes
-    new state tensors) are not, so capture after restoring a checkpoint. Every intermediate
-    keeps its own buffer, as in a CUDA graph's private pool."""
+    every replay; learning rates set by schedulers are read on every replay. A change of the
+    Python-side state that recordings read once (an optimizer's momentum, betas or weight
+    decay, optimizer.load_state_dict, train()/eval(), a parameter's requires_grad) makes every
+    captured step warm up and record again on its next call. Other Python values the step
+    reads (a module attribute you change, a global) are baked in, as in a CUDA graph: pass
+    them as arguments. The recording holds the arrays the step used: changes in place
+    (load_state_dict into a model, a new learning rate) are seen. Every intermediate keeps its
+    own buffer, as in a CUDA graph's private pool."""
 
     def __init__(self, fn: Callable[..., Any], warmup: int = 2, max_graphs: int = 8) -> None:
         if warmup < 1:
@@ -131,11 +142,14 @@ class CapturedStep:
                     for k, a in enumerate(args))
         entry = self._graphs.get(key)
         if entry is not None:
-            static_inputs, outputs, graph = entry
-            for static, t in zip(static_inputs, tensors):
-                static._data[...] = t._data
-            graph.replay()
-            return outputs
+            static_inputs, outputs, graph, version = entry
+            if version == _baked_version:
+                for static, t in zip(static_inputs, tensors):
+                    static._data[...] = t._data
+                graph.replay()
+                return outputs
+            del self._graphs[key]  # recorded with state that has changed since: start over
+            self._warm.pop(key)
         done = self._warm.get(key, 0)
         if done < self.warmup:
             self._warm[key] = done + 1
@@ -159,7 +173,9 @@ class CapturedStep:
             outputs = self.fn(*static_args)
         if not graph.runs_when_captured:
             graph.replay()  # the recording did not run this step
-        self._graphs[key] = (static_inputs, outputs, graph)
+        # Read after the recording: a step that sets such state itself (model.train() at its
+        # top) records with the values it set.
+        self._graphs[key] = (static_inputs, outputs, graph, _baked_version)
         return outputs
 
 

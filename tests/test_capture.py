@@ -316,6 +316,89 @@ def test_dropout_replays_equal_eager_steps_under_a_fixed_seed(device):
         np.testing.assert_array_equal(a, b)
 
 
+def _snapshot(opt: object) -> dict:
+    state = opt.state_dict()
+    return {"state": {k: {n: v.clone() if isinstance(v, tg.Tensor) else v for n, v in s.items()}
+                      for k, s in state["state"].items()},
+            "param_groups": state["param_groups"]}
+
+
+CHANGES = {  # (optimizer, what happens between the 5th and the 6th call)
+    "momentum": ("sgd", lambda model, opt, saved: opt.param_groups[0].__setitem__(
+        "momentum", 0.0)),
+    "weight_decay": ("sgd", lambda model, opt, saved: opt.param_groups[0].__setitem__(
+        "weight_decay", 0.01)),
+    "betas": ("adam", lambda model, opt, saved: opt.param_groups[0].__setitem__(
+        "betas", (0.5, 0.9))),
+    "eval": ("sgd", lambda model, opt, saved: model.eval()),
+    "freeze": ("sgd", lambda model, opt, saved: model[0].weight.requires_grad_(False)),
+    "load_state_dict": ("adam", lambda model, opt, saved: opt.load_state_dict(saved)),
+}
+
+
+def _train_with_a_change(device: str, change: str, captured: bool
+                         ) -> tuple[list[float], list[np.ndarray]]:
+    rng = np.random.default_rng(4)
+    batches = [(tg.tensor(rng.standard_normal((8, 20)), dtype=tg.float32, device=device),
+                tg.tensor(rng.integers(0, 4, 8), device=device)) for _ in range(12)]
+    kind, apply = CHANGES[change]
+    tg.manual_seed(7)
+    model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Dropout(0.2),
+                          nn.Linear(16, 4)).to(device)
+    opt = (tg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if kind == "sgd"
+           else tg.optim.Adam(model.parameters(), lr=0.01))
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    run = tg.capture(step) if captured else step
+    losses, saved = [], None
+    for k, (x, y) in enumerate(batches):
+        if k == 2:
+            saved = _snapshot(opt)
+        if k == 5:
+            apply(model, opt, saved)
+        losses.append(run(x, y).item())
+    return losses, [p.numpy().copy() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_a_change_of_baked_state_records_again_and_replays_match_eager(device, change):
+    # What a recording reads once (hyperparameters, the optimizer's state tensors, modes,
+    # requires_grad) changes between calls: the captured step warms up and records again, so
+    # that it keeps matching the eager step bit for bit.
+    eager_losses, eager_params = _train_with_a_change(device, change, captured=False)
+    losses, params = _train_with_a_change(device, change, captured=True)
+    assert losses == eager_losses
+    for got, want in zip(params, eager_params):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_setting_a_hyperparameter_to_its_value_keeps_the_recording():
+    calls = []
+    p = tg.zeros(3, requires_grad=True)
+    opt = tg.optim.SGD([p], lr=0.1, momentum=0.9)
+
+    @tg.capture
+    def step():
+        calls.append(1)
+        opt.zero_grad()
+        (p * 2.0).sum().backward()
+        opt.step()
+
+    for _ in range(4):
+        step()
+    opt.param_groups[0]["momentum"] = 0.9
+    opt.param_groups[0]["lr"] = 0.5  # read on every replay
+    step()
+    assert len(calls) == 3  # two warm-up calls and one recording, no more
+
+
 def test_cnn_with_batchnorm_replays_match_eager_including_running_stats(device):
     rng = np.random.default_rng(2)
     batches = [(tg.tensor(rng.standard_normal((16, 1, 8, 8)), dtype=tg.float32, device=device),

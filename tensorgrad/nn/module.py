@@ -12,6 +12,7 @@ from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .._capture import baked_state_changed
 from .._device import Device, as_device
 from .._dtype import as_dtype
 from .._tensor import Tensor
@@ -34,6 +35,13 @@ class Parameter(Tensor):
         if not isinstance(data, Tensor):
             raise TypeError(f"Parameter expects a Tensor, got {type(data).__name__}")
         super().__init__(data.detach(), device=data.device, requires_grad=requires_grad)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Parameter:
+        changed = requires_grad != self._requires_grad
+        super().requires_grad_(requires_grad)
+        if changed:
+            baked_state_changed()  # a captured step computes and applies this gradient or not
+        return self
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -221,8 +229,12 @@ class Module:
         """Set training mode on this module and every descendant."""
         if not isinstance(mode, bool):
             raise TypeError(f"train(mode) expects a bool, got {type(mode).__name__}")
+        changed = False
         for module in self.modules():
+            changed |= module.training != mode
             object.__setattr__(module, "training", mode)
+        if changed:
+            baked_state_changed()  # dropout and batch norm record either mode's work
         return self
 
     def eval(self) -> Module:

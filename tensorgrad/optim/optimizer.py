@@ -13,6 +13,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from .._capture import baked_state_changed
 from .._creation import zeros, zeros_like
 from .._tensor import Tensor
 from ..autograd import enable_grad, no_grad
@@ -29,18 +30,22 @@ def _check_value(name: str, value: float, low: float = 0.0, high: float | None =
 class _ParamGroup(dict):
     """A param group (a dict, as in PyTorch) whose learning rate is mirrored into a 1-element
     float64 array per device, which the update kernels read. Setting group["lr"] (as the
-    schedulers do) refills those arrays, so a captured CUDA graph uses the new rate without
-    being captured again."""
+    schedulers do) refills those arrays, so a captured step uses the new rate without being
+    captured again; a new value of any other hyperparameter, which the update kernels take as
+    a number, makes captured steps record again."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lr_arrays: dict[Any, Any] = {}
 
     def __setitem__(self, key: str, value: Any) -> None:
+        old = self.get(key, value)
         super().__setitem__(key, value)
         if key == "lr":
             for array in self.lr_arrays.values():
                 array.fill(float(value))
+        elif key != "params" and not (old is value or old == value):
+            baked_state_changed()
 
     def lr_array(self, backend: Any) -> Any:
         """The learning rate as an array on `backend`'s device (made on first use)."""
@@ -178,6 +183,7 @@ class Optimizer:
                     raise ValueError(f"loaded state dict holds {name!r} of shape {value.shape} "
                                      f"for parameter {key}, whose shape is {p.shape}")
         self.state = {}
+        baked_state_changed()  # new state tensors, which captured steps have not recorded
         for key, saved_state in state_dict["state"].items():
             p = by_index.get(int(key))
             if p is None:
