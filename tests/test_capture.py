@@ -95,9 +95,10 @@ def _batches(n: int, device: str) -> list[tuple[tg.Tensor, tg.Tensor]]:
 
 
 def _train(model: nn.Module, opt: object, batches: list, captured: bool,
-           scheduler: object = None) -> list[float]:
+           scheduler: object = None, before: object = None) -> list[float]:
     """Losses of one training step per batch, eager or through tg.capture; the
-    scheduler (if any) steps between calls, outside the captured function."""
+    scheduler (if any) steps between calls, outside the captured function, and before(k)
+    (if given) runs before the k-th call."""
     loss_fn = nn.CrossEntropyLoss()
 
     def step(x, y):
@@ -109,7 +110,9 @@ def _train(model: nn.Module, opt: object, batches: list, captured: bool,
 
     run = tg.capture(step) if captured else step
     losses = []
-    for x, y in batches:
+    for k, (x, y) in enumerate(batches):
+        if before is not None:
+            before(k)
         losses.append(run(x, y).item())
         if scheduler is not None:
             scheduler.step()
@@ -347,23 +350,15 @@ def _train_with_a_change(device: str, change: str, captured: bool
                           nn.Linear(16, 4)).to(device)
     opt = (tg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if kind == "sgd"
            else tg.optim.Adam(model.parameters(), lr=0.01))
-    loss_fn = nn.CrossEntropyLoss()
+    saved = {}
 
-    def step(x, y):
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    run = tg.capture(step) if captured else step
-    losses, saved = [], None
-    for k, (x, y) in enumerate(batches):
+    def before(k: int) -> None:
         if k == 2:
-            saved = _snapshot(opt)
+            saved.update(_snapshot(opt))
         if k == 5:
             apply(model, opt, saved)
-        losses.append(run(x, y).item())
+
+    losses = _train(model, opt, batches, captured, before=before)
     return losses, [p.numpy().copy() for p in model.parameters()]
 
 
