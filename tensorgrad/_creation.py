@@ -208,6 +208,7 @@ def from_dlpack(obj: Any) -> Tensor:
 
 def manual_seed(seed: int) -> None:
     """Seed the random generators of every device, as torch.manual_seed."""
+    from ._capture import baked_state_changed
     from .cuda import device_count
 
     if isinstance(seed, (bool, float)) or not hasattr(seed, "__index__"):
@@ -217,3 +218,4 @@ def manual_seed(seed: int) -> None:
     get_backend(Device("cpu")).manual_seed(seed)
     for i in range(device_count()):
         get_backend(Device(f"cuda:{i}")).manual_seed(seed)
+    baked_state_changed()  # new generators: captured steps drew from the old ones

@@ -336,6 +336,7 @@ CHANGES = {  # (optimizer, what happens between the 5th and the 6th call)
     "eval": ("sgd", lambda model, opt, saved: model.eval()),
     "freeze": ("sgd", lambda model, opt, saved: model[0].weight.requires_grad_(False)),
     "load_state_dict": ("adam", lambda model, opt, saved: opt.load_state_dict(saved)),
+    "manual_seed": ("sgd", lambda model, opt, saved: tg.manual_seed(11)),  # dropout draws
 }
 
 
