@@ -27,10 +27,11 @@ _baked_version = 0  # counts changes of Python-side state that recordings bake i
 def baked_state_changed() -> None:
     """Python-side state that a recording reads once and bakes in has changed: an optimizer
     hyperparameter other than the learning rate, an optimizer's state tensors (load_state_dict
-    replaces them), a module's train/eval mode, whether a parameter requires gradients, the
-    random generators (tg.manual_seed makes new ones). Every
-    captured step then warms up and records again on its next call, so that no replay runs
-    with the old values (as torch.compile compiles again when a value it guards changes)."""
+    replaces them) or parameter groups, a module's train/eval mode, whether a parameter
+    requires gradients, the array behind a tensor (`.data = `, `module.to(...)`), the random
+    generators (tg.manual_seed makes new ones). Every captured step then warms up and records
+    again on its next call, so that no replay runs with the old values (as torch.compile
+    compiles again when a value it guards changes)."""
     global _baked_version
     _baked_version += 1
 
@@ -117,13 +118,13 @@ class CapturedStep:
     size depends on the data raise CaptureError, on every device. Random draws draw anew on
     every replay; learning rates set by schedulers are read on every replay. A change of the
     Python-side state that recordings read once (an optimizer's momentum, betas or weight
-    decay, optimizer.load_state_dict, train()/eval(), a parameter's requires_grad,
-    tg.manual_seed) makes every captured step warm up and record again on its next call, so
-    that it goes on matching the eager step. Other Python values the step
-    reads (a module attribute you change, a global) are baked in, as in a CUDA graph: pass
-    them as arguments. The recording holds the arrays the step used: changes in place
-    (load_state_dict into a model, a new learning rate) are seen. Every intermediate keeps its
-    own buffer, as in a CUDA graph's private pool."""
+    decay, optimizer.load_state_dict or add_param_group, train()/eval(), a parameter's
+    requires_grad, `tensor.data = `, module.to(...), tg.manual_seed) makes every captured step
+    warm up and record again on its next call, so that it goes on matching the eager step.
+    Other Python values the step reads (a module attribute you change, a global) are baked
+    in, as in a CUDA graph: pass them as arguments. The recording holds the arrays the step
+    used: changes in place (load_state_dict into a model, a new learning rate) are seen. Every
+    intermediate keeps its own buffer, as in a CUDA graph's private pool."""
 
     def __init__(self, fn: Callable[..., Any], warmup: int = 2, max_graphs: int = 8) -> None:
         if warmup < 1:

@@ -68,8 +68,11 @@ class Tensor:
 
     @data.setter
     def data(self, value: Any) -> None:
+        from ._capture import baked_state_changed
+
         self._data = self._backend.asarray(value.data if isinstance(value, Tensor) else value)
         self._version[0] += 1
+        baked_state_changed()  # captured steps hold the array this one replaces
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -337,6 +337,11 @@ CHANGES = {  # (optimizer, what happens between the 5th and the 6th call)
     "freeze": ("sgd", lambda model, opt, saved: model[0].weight.requires_grad_(False)),
     "load_state_dict": ("adam", lambda model, opt, saved: opt.load_state_dict(saved)),
     "manual_seed": ("sgd", lambda model, opt, saved: tg.manual_seed(11)),  # dropout draws
+    "data": ("sgd", lambda model, opt, saved: setattr(model[0].weight, "data",
+                                                      model[0].weight.data * 0.5)),
+    "to": ("sgd", lambda model, opt, saved: model.double().float()),  # new arrays, same values
+    "add_param_group": ("sgd-first-layer", lambda model, opt, saved: opt.add_param_group(
+        {"params": list(model[3].parameters())})),
 }
 
 
@@ -349,8 +354,9 @@ def _train_with_a_change(device: str, change: str, captured: bool
     tg.manual_seed(7)
     model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Dropout(0.2),
                           nn.Linear(16, 4)).to(device)
-    opt = (tg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if kind == "sgd"
-           else tg.optim.Adam(model.parameters(), lr=0.01))
+    params = model[0].parameters() if kind == "sgd-first-layer" else model.parameters()
+    opt = (tg.optim.Adam(params, lr=0.01) if kind == "adam"
+           else tg.optim.SGD(params, lr=0.1, momentum=0.9))
     saved = {}
 
     def before(k: int) -> None:

@@ -391,3 +391,4 @@ def _move(tensor: Tensor, device: Any, dtype: Any) -> None:
     if moved._data is not tensor._data:
         tensor._data, tensor._backend = moved._data, moved._backend
         tensor._version[0] += 1
+        baked_state_changed()  # captured steps hold the array this one replaces

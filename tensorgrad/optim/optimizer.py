@@ -107,6 +107,7 @@ class Optimizer:
         if any(id(p) in seen for p in params):
             raise ValueError("some parameters appear in more than one parameter group")
         self.param_groups.append(group)
+        baked_state_changed()  # captured steps update the parameters they recorded, no others
 
     def _validate(self, group: dict[str, Any]) -> None:
         """Check a group's hyperparameters; ValueError names the bad value."""
